@@ -1,0 +1,25 @@
+"""The few Airflow names whose import path moved between 3.0 and 3.3, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, read when an operator is built (not at import)."""
+    try:
+        from airflow.sdk import conf
+    except ImportError:  # Airflow < 3.1
+        from airflow.configuration import conf  # type: ignore[no-redef]
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+def mask_secret(secret: Any) -> None:
+    """Register ``secret`` with Airflow's log masker so it is redacted wherever it is printed."""
+    if not secret:
+        return
+    try:
+        from airflow.sdk.log import mask_secret as _mask
+    except ImportError:  # Airflow 3.0
+        from airflow.sdk.execution_time.secrets_masker import mask_secret as _mask  # type: ignore[no-redef]
+    _mask(secret)

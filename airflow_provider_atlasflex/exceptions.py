@@ -1,0 +1,107 @@
+"""Exceptions raised by the provider.
+
+They carry what a person needs to act at 3 a.m. (which cluster, which credential, which role),
+and never a secret: messages are built from ids, names and Atlas' own error fields only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # Airflow 3.0
+    from airflow.exceptions import AirflowException, AirflowFailException  # type: ignore[no-redef]
+
+
+class AtlasFlexError(AirflowException):
+    """Base class of every error this provider raises."""
+
+
+class AtlasFlexConfigError(AtlasFlexError, ValueError):
+    """Bad input (a parameter, a connection field) found before any network call."""
+
+
+class AtlasApiError(AtlasFlexError):
+    """The Atlas Admin API answered with an error, or could not be reached at all.
+
+    ``status`` is the HTTP status (``None`` when no response arrived); ``error_code`` comes from
+    the body's ``errorCode`` or the ``X-Error-Code`` header.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: str | None = None,
+        detail: str | None = None,
+        reason: str | None = None,
+        parameters: list[Any] | None = None,
+        operation: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.detail = detail
+        self.reason = reason
+        self.parameters = list(parameters or [])
+        self.operation = operation
+        self.retry_after = retry_after
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only fields would be lost by the default pickling (used by Airflow's
+        # triggerer/XCom paths and by multiprocessing); rebuild them explicitly.
+        return (
+            _rebuild_api_error,
+            (
+                type(self),
+                str(self),
+                {
+                    "status": self.status,
+                    "error_code": self.error_code,
+                    "detail": self.detail,
+                    "reason": self.reason,
+                    "parameters": self.parameters,
+                    "operation": self.operation,
+                    "retry_after": self.retry_after,
+                },
+            ),
+        )
+
+
+def _rebuild_api_error(cls: type[AtlasApiError], message: str, fields: dict[str, Any]) -> AtlasApiError:
+    return cls(message, **fields)
+
+
+class AtlasAuthenticationError(AtlasApiError):
+    """Atlas refused the credentials (401), or the OAuth token endpoint did."""
+
+
+class AtlasPermissionError(AtlasApiError):
+    """The credentials are valid but lack a role (403), or the token cap was reached."""
+
+
+class AtlasNotFoundError(AtlasApiError):
+    """The project, cluster, snapshot or restore job does not exist (404)."""
+
+
+class AtlasRateLimitError(AtlasApiError):
+    """Rate limits outlasted the retry budget (429)."""
+
+
+class RestoreJobFailedError(AtlasFlexError, AirflowFailException):
+    """The DOWNLOAD restore job ended FAILED, is not a DOWNLOAD job, or its link expired.
+
+    Retrying the waiting task cannot help (a new job must be requested), so Airflow's task
+    retries are skipped and the run fails at once with this message.
+    """
+
+
+class SnapshotTransferError(AtlasFlexError):
+    """The snapshot file could not be copied and verified; nothing was committed at the destination."""
+
+
+class SnapshotLinkExpiredError(SnapshotTransferError):
+    """The pre-signed link was refused (403) or its expirationDate passed."""

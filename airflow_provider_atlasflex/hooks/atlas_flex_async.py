@@ -1,0 +1,140 @@
+"""Async hook for the triggerer: same calls, auth, retries and errors as the sync hook, over httpx."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks.api_protocol import (
+    ApiCall,
+    Outcome,
+    Reconcile,
+    RefreshToken,
+    Response,
+    Send,
+    Sleep,
+    TransportFailure,
+    exchange,
+)
+from airflow_provider_atlasflex.hooks.atlas_flex import USER_AGENT, AtlasFlexHookBase, revoke_token
+from airflow_provider_atlasflex.hooks.connection_config import AtlasConnectionConfig
+from airflow_provider_atlasflex.hooks.service_account import (
+    TOKEN_CACHE,
+    FormCall,
+    basic_authorization,
+    parse_token,
+    token_call,
+)
+
+
+class AtlasFlexAsyncHook(AtlasFlexHookBase):
+    """What the trigger needs, without blocking the triggerer's event loop.
+
+    The connection is read with ``aget_connection`` (or in a worker thread on Airflow versions
+    without it), never with a blocking call inside the loop.
+    """
+
+    def __init__(self, atlas_conn_id: str = AtlasFlexHookBase.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(atlas_conn_id, **kwargs)
+        self._config: AtlasConnectionConfig | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._token_lock = asyncio.Lock()
+
+    async def aconfig(self) -> AtlasConnectionConfig:
+        if self._config is None:
+            getter = getattr(self, "aget_connection", None)
+            if getter is not None:
+                conn = await getter(self.atlas_conn_id)
+            else:  # Airflow 3.0
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
+            self._config = self._config_from(conn)
+        return self._config
+
+    async def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            config = await self.aconfig()
+            proxy = (config.proxies or {}).get("https") or (config.proxies or {}).get("http")
+            self._client = httpx.AsyncClient(
+                headers={"User-Agent": USER_AGENT}, timeout=config.timeout, verify=config.verify, proxy=proxy
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def get_restore_job(
+        self, cluster_name: str, restore_job_id: str, group_id: str | None = None
+    ) -> dict[str, Any]:
+        config = await self.aconfig()
+        return await self.run(ops.get_restore_job(self.resolve_group_id(config, group_id), cluster_name, restore_job_id))
+
+    async def get_flex_cluster(self, cluster_name: str, group_id: str | None = None) -> dict[str, Any]:
+        config = await self.aconfig()
+        return await self.run(ops.get_flex_cluster(self.resolve_group_id(config, group_id), cluster_name))
+
+    async def run(self, call: ApiCall) -> Any:
+        """Drive ``call`` through the shared :func:`exchange` (GETs only: nothing to reconcile)."""
+        config = await self.aconfig()
+        bearer = config.auth_type == "service_account" and not isinstance(call, FormCall)
+        steps = exchange(call, self._policy_for(config), config.credential_label, bearer=bearer)
+        answer: Any = None
+        try:
+            while True:
+                step = steps.send(answer)
+                answer = None
+                if isinstance(step, Send):
+                    answer = await self._send(call)
+                elif isinstance(step, Sleep):
+                    self.log.info("Retrying Atlas request in %.1f s", step.seconds)
+                    await asyncio.sleep(step.seconds)
+                elif isinstance(step, RefreshToken):
+                    TOKEN_CACHE.invalidate(self._token_key(config))
+                elif isinstance(step, Reconcile):
+                    answer = None
+        except StopIteration as done:
+            return done.value
+
+    async def _send(self, call: ApiCall) -> Outcome:
+        config = await self.aconfig()
+        client = await self.client()
+        headers = call.headers()
+        auth: httpx.Auth | None = None
+        if isinstance(call, FormCall):
+            headers["Authorization"] = basic_authorization(config.principal, config.secret)
+        elif config.auth_type == "service_account":
+            headers["Authorization"] = f"Bearer {await self._bearer_token(config)}"
+        else:
+            auth = httpx.DigestAuth(config.principal, config.secret)
+        try:
+            response = await client.request(
+                call.method,
+                config.base_url + call.path,
+                params=dict(call.params) or None,
+                content=call.body(),
+                headers=headers,
+                auth=auth,
+            )
+        except httpx.HTTPError as exc:
+            never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+            return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)
+        return Response.of(response.status_code, response.headers, response.content)
+
+    @staticmethod
+    def _token_key(config: AtlasConnectionConfig) -> str:
+        return TOKEN_CACHE.key(config.base_url, config.principal, config.secret)
+
+    async def _bearer_token(self, config: AtlasConnectionConfig) -> str:
+        async with self._token_lock:
+            cached = TOKEN_CACHE.get(self._token_key(config))
+            if cached is not None:
+                return cached.access_token
+            token = parse_token(await self.run(token_call()), config.credential_label)
+            TOKEN_CACHE.put(self._token_key(config), token, lambda value: revoke_token(config, value))
+            return token.access_token

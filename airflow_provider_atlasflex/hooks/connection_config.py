@@ -1,0 +1,177 @@
+"""Turn an Airflow connection of type ``mongodb_atlas`` into a checked, typed configuration.
+
+All connection mistakes surface here, with the field to fix, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.validation import require_object_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+CONN_TYPE = "mongodb_atlas"
+DEFAULT_CONN_ID = "mongodb_atlas_default"
+DEFAULT_BASE_URL = "https://cloud.mongodb.com"
+SERVICE_ACCOUNT_PREFIX = "mdb_sa_id_"
+AUTH_TYPES = ("digest", "service_account")
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 5
+
+AuthType = Literal["digest", "service_account"]
+
+
+@dataclass(frozen=True)
+class AtlasConnectionConfig:
+    """Everything the hook needs from a connection; ``secret`` never appears in ``repr``."""
+
+    conn_id: str
+    base_url: str
+    auth_type: AuthType
+    principal: str
+    secret: str = field(repr=False)
+    group_id: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+    proxies: dict[str, str] | None = None
+    verify: bool | str = True
+
+    @property
+    def credential_label(self) -> str:
+        """Names the credential in messages without revealing it."""
+        if self.auth_type == "service_account":
+            return f"service account {self.principal!r}"
+        return f"API key {self.principal!r}"
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> AtlasConnectionConfig:
+        conn_id = conn.conn_id
+        if conn.conn_type and conn.conn_type != CONN_TYPE:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} has type {conn.conn_type!r}; the Atlas flex hooks need a "
+                f"{CONN_TYPE!r} connection. Create one with conn_type {CONN_TYPE!r} (see the README)."
+            )
+        extras = _extras(conn)
+        principal = (conn.login or "").strip()
+        secret = conn.password or ""
+        auth_type = _auth_type(conn_id, extras.get("auth_type"), principal)
+        if not principal:
+            what = "service account client id" if auth_type == "service_account" else "API public key"
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} has an empty login: put the {what} in the Login field."
+            )
+        if not secret.strip():
+            what = "service account client secret" if auth_type == "service_account" else "API private key"
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} has an empty password: put the {what} in the Password field."
+            )
+        group_id = extras.get("group_id") or None
+        if group_id is not None:
+            require_object_id(group_id, f"extra 'group_id' of connection {conn_id!r}")
+        return cls(
+            conn_id=conn_id,
+            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
+            auth_type=auth_type,
+            principal=principal,
+            secret=secret,
+            group_id=group_id,
+            timeout=_number(conn_id, extras, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
+            max_retries=int(_number(conn_id, extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0, integer=True)),
+            proxies=_proxies(conn_id, extras.get("proxies")),
+            verify=_verify(conn_id, extras.get("verify", True)),
+        )
+
+
+def _extras(conn: Connection) -> dict[str, Any]:
+    raw = conn.extra
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    except (ValueError, TypeError) as exc:
+        raise AtlasFlexConfigError(
+            f"Connection {conn.conn_id!r} has an Extra field that is not a JSON object ({exc.__class__.__name__}); "
+            'write it as e.g. {"group_id": "<24-hex project id>", "auth_type": "digest"}.'
+        ) from None
+    if not isinstance(value, dict):
+        raise AtlasFlexConfigError(f"Connection {conn.conn_id!r}: Extra must be a JSON object, not {type(value).__name__}.")
+    return value
+
+
+def _auth_type(conn_id: str, value: Any, principal: str) -> AuthType:
+    if value in (None, ""):
+        return "service_account" if principal.startswith(SERVICE_ACCOUNT_PREFIX) else "digest"
+    if value not in AUTH_TYPES:
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has extra auth_type={value!r}; use 'service_account' (OAuth client "
+            "credentials, recommended) or 'digest' (API keys), or leave it out to infer it from the login."
+        )
+    return value
+
+
+def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
+    host = (host or "").strip()
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        scheme = schema if schema in ("http", "https") else "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has host {host!r}; give the Atlas base URL, e.g. {DEFAULT_BASE_URL}."
+        )
+    netloc = parts.netloc
+    if port and parts.port is None:
+        netloc = f"{netloc}:{port}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def _number(
+    conn_id: str, extras: dict[str, Any], key: str, default: float, *, minimum: float, integer: bool = False
+) -> float:
+    value = extras.get(key, default)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < minimum or (integer and number != int(number)):
+        kind = "a whole number" if integer else "a number"
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has extra {key}={value!r}; it must be {kind} of at least {minimum:g}."
+        )
+    return number
+
+
+def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
+    if value in (None, "", {}):
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise AtlasFlexConfigError(
+            f'Connection {conn_id!r}: extra proxies must map scheme to proxy URL, e.g. {{"https": "http://proxy:3128"}}.'
+        )
+    return value
+
+
+def _verify(conn_id: str, value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        if value.strip():
+            return value  # a CA bundle path
+    raise AtlasFlexConfigError(
+        f"Connection {conn_id!r}: extra verify must be true, false or the path of a CA bundle, got {value!r}."
+    )

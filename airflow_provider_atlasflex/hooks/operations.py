@@ -1,0 +1,88 @@
+"""The flex backup operations as :class:`ApiCall` values, built from checked arguments.
+
+Shared by the sync and async hooks so that a path, a parameter or a validation rule is written once.
+"""
+
+from __future__ import annotations
+
+from airflow_provider_atlasflex.hooks.api_protocol import API_PREFIX, ApiCall
+from airflow_provider_atlasflex.validation import require_cluster_name, require_object_id
+
+MAX_ITEMS_PER_PAGE = 500
+
+
+def _cluster_path(group_id: str, cluster_name: str) -> str:
+    require_object_id(group_id, "group_id")
+    require_cluster_name(cluster_name)
+    return f"{API_PREFIX}/groups/{group_id}/flexClusters/{cluster_name}"
+
+
+def get_flex_cluster(group_id: str, cluster_name: str) -> ApiCall:
+    return ApiCall(
+        "getGroupFlexCluster", "GET", _cluster_path(group_id, cluster_name), group_id=group_id, cluster=cluster_name
+    )
+
+
+def download_snapshot(group_id: str, cluster_name: str, snapshot_id: str) -> ApiCall:
+    require_object_id(snapshot_id, "snapshot_id")
+    return ApiCall(
+        "downloadGroupFlexClusterBackup",
+        "POST",
+        _cluster_path(group_id, cluster_name) + "/backup/download",
+        json_body={"snapshotId": snapshot_id},
+        group_id=group_id,
+        cluster=cluster_name,
+        subject=f"Snapshot {snapshot_id}",
+    )
+
+
+def get_restore_job(group_id: str, cluster_name: str, restore_job_id: str) -> ApiCall:
+    require_object_id(restore_job_id, "restore_job_id")
+    return ApiCall(
+        "getGroupFlexClusterBackupRestoreJob",
+        "GET",
+        _cluster_path(group_id, cluster_name) + f"/backup/restoreJobs/{restore_job_id}",
+        group_id=group_id,
+        cluster=cluster_name,
+        subject=f"Restore job {restore_job_id}",
+    )
+
+
+def list_restore_jobs(group_id: str, cluster_name: str, page: int, items_per_page: int) -> ApiCall:
+    return ApiCall(
+        "listGroupFlexClusterBackupRestoreJobs",
+        "GET",
+        _cluster_path(group_id, cluster_name) + "/backup/restoreJobs",
+        params=_page_params(page, items_per_page),
+        group_id=group_id,
+        cluster=cluster_name,
+    )
+
+
+def list_snapshots(group_id: str, cluster_name: str, page: int, items_per_page: int) -> ApiCall:
+    return ApiCall(
+        "listGroupFlexClusterBackupSnapshots",
+        "GET",
+        _cluster_path(group_id, cluster_name) + "/backup/snapshots",
+        params=_page_params(page, items_per_page),
+        group_id=group_id,
+        cluster=cluster_name,
+    )
+
+
+def get_snapshot(group_id: str, cluster_name: str, snapshot_id: str) -> ApiCall:
+    require_object_id(snapshot_id, "snapshot_id")
+    return ApiCall(
+        "getGroupFlexClusterBackupSnapshot",
+        "GET",
+        _cluster_path(group_id, cluster_name) + f"/backup/snapshots/{snapshot_id}",
+        group_id=group_id,
+        cluster=cluster_name,
+        subject=f"Snapshot {snapshot_id}",
+    )
+
+
+def _page_params(page: int, items_per_page: int) -> dict[str, str]:
+    if not 1 <= items_per_page <= MAX_ITEMS_PER_PAGE:
+        raise ValueError(f"items_per_page must be 1..{MAX_ITEMS_PER_PAGE}, got {items_per_page}")
+    return {"pageNum": str(page), "itemsPerPage": str(items_per_page), "includeCount": "true"}

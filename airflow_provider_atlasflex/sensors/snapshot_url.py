@@ -1,0 +1,117 @@
+"""Sensor that waits until a DOWNLOAD restore job's snapshotUrl is ready (poke, reschedule or deferred)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowSensorTimeout
+
+from airflow_provider_atlasflex.compat import default_deferrable, mask_secret
+from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
+from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
+from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+from airflow_provider_atlasflex.validation import require_cluster_name, require_connection_id, require_object_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
+    """Wait until Atlas has prepared the snapshot file of a DOWNLOAD restore job.
+
+    Returns the restore job (its ``snapshotUrl`` with the credential query removed). Fails at
+    once, without retries, when the job is FAILED, is not a DOWNLOAD job, or its link expired.
+
+    :param cluster_name: flex cluster name (templated).
+    :param restore_job_id: 24-hex restore job id (templated), e.g. the download operator's
+        ``restore_job_id`` XCom.
+    :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
+    :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
+    :param deferrable: wait in the triggerer, holding no worker slot (default:
+        ``[operators] default_deferrable``).
+    """
+
+    template_fields: Sequence[str] = ("cluster_name", "restore_job_id", "group_id", "atlas_conn_id")
+    ui_color = "#b8e5c9"
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        restore_job_id: str,
+        group_id: str | None = None,
+        atlas_conn_id: str = DEFAULT_CONN_ID,
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 30)
+        kwargs.setdefault("timeout", timedelta(hours=3))
+        super().__init__(**kwargs)
+        self.cluster_name = cluster_name
+        self.restore_job_id = restore_job_id
+        self.group_id = group_id
+        self.atlas_conn_id = atlas_conn_id
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
+
+    def _checked_arguments(self) -> tuple[str, str, str | None, str]:
+        return (
+            require_cluster_name(self.cluster_name),
+            require_object_id(self.restore_job_id, "restore_job_id"),
+            require_object_id(self.group_id, "group_id") if self.group_id else None,
+            require_connection_id(self.atlas_conn_id),
+        )
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        cluster, job_id, group_id, conn_id = self._checked_arguments()
+        # One synchronous look first: a job that is already done or failed needs no trigger.
+        result = self.poke(context)
+        if isinstance(result, PokeReturnValue) and result.is_done:
+            return result.xcom_value
+        self.defer(
+            trigger=AtlasFlexRestoreJobTrigger(
+                cluster_name=cluster,
+                restore_job_id=job_id,
+                group_id=group_id,
+                atlas_conn_id=conn_id,
+                poll_interval=float(self.poke_interval),
+                end_time=time.time() + float(self.timeout),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        cluster, job_id, group_id, conn_id = self._checked_arguments()
+        hook = AtlasFlexHook(conn_id)
+        try:
+            job = hook.get_restore_job(cluster, job_id, group_id)
+        finally:
+            hook.close()
+        url = ready_snapshot_url(job, cluster)
+        if not url:
+            self.log.info("Restore job %s of %s is %s; waiting", job_id, cluster, job.get("status"))
+            return PokeReturnValue(is_done=False)
+        mask_secret(url)
+        self.log.info("Snapshot link of restore job %s is ready (valid until %s)", job_id, job.get("expirationDate"))
+        return PokeReturnValue(is_done=True, xcom_value=public_job_view(job))
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        """Resume after the trigger: return the job, or fail with the trigger's message."""
+        status = event.get("status")
+        if status == "success":
+            self.log.info("Snapshot link of restore job %s is ready", event.get("restore_job_id"))
+            return event["job"]
+        message = event.get("message") or f"Restore job trigger ended with status {status!r}."
+        if status == "failed":
+            raise RestoreJobFailedError(message)
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        raise AtlasFlexError(message)

@@ -1,0 +1,91 @@
+"""Trigger that waits in the triggerer until a DOWNLOAD restore job's snapshotUrl is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
+from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+
+
+class AtlasFlexRestoreJobTrigger(BaseTrigger):
+    """Poll GET .../backup/restoreJobs/{id} until ``snapshotUrl`` appears, the job fails, or ``end_time``.
+
+    The deadline is enforced here because not every trigger runner enforces the task's timeout
+    (``airflow dags test`` runs triggers inline without one). Events never carry the link's
+    credential query string.
+
+    :param end_time: Unix time after which the trigger reports ``timeout``.
+    """
+
+    def __init__(
+        self,
+        *,
+        cluster_name: str,
+        restore_job_id: str,
+        group_id: str | None,
+        atlas_conn_id: str,
+        poll_interval: float,
+        end_time: float,
+    ) -> None:
+        super().__init__()
+        self.cluster_name = cluster_name
+        self.restore_job_id = restore_job_id
+        self.group_id = group_id
+        self.atlas_conn_id = atlas_conn_id
+        self.poll_interval = poll_interval
+        self.end_time = end_time
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "cluster_name": self.cluster_name,
+                "restore_job_id": self.restore_job_id,
+                "group_id": self.group_id,
+                "atlas_conn_id": self.atlas_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_provider_atlasflex.hooks.atlas_flex_async import AtlasFlexAsyncHook
+
+        hook = AtlasFlexAsyncHook(self.atlas_conn_id)
+        base = {"cluster_name": self.cluster_name, "restore_job_id": self.restore_job_id}
+        try:
+            while True:
+                job = await hook.get_restore_job(self.cluster_name, self.restore_job_id, self.group_id)
+                try:
+                    url = ready_snapshot_url(job, self.cluster_name)
+                except RestoreJobFailedError as exc:
+                    yield TriggerEvent({**base, "status": "failed", "message": str(exc), "job": public_job_view(job)})
+                    return
+                if url:
+                    yield TriggerEvent({**base, "status": "success", "job": public_job_view(job)})
+                    return
+                remaining = self.end_time - time.time()
+                if remaining <= 0:
+                    yield TriggerEvent(
+                        {
+                            **base,
+                            "status": "timeout",
+                            "message": f"Restore job {self.restore_job_id} of cluster {self.cluster_name!r} was "
+                            f"still {job.get('status')} when the sensor's timeout ran out.",
+                            "job": public_job_view(job),
+                        }
+                    )
+                    return
+                self.log.info("Restore job %s is %s; next check in %.0f s", self.restore_job_id, job.get("status"),
+                              min(self.poll_interval, remaining))
+                await asyncio.sleep(min(self.poll_interval, remaining))
+        except AtlasFlexError as exc:
+            yield TriggerEvent({**base, "status": "error", "message": str(exc)})
+        finally:
+            await hook.aclose()

@@ -1,0 +1,92 @@
+"""Input checks that run before any network call, and URL redaction for log lines.
+
+Every check raises :class:`AtlasFlexConfigError` whose message says what is wrong and how to fix
+it, so a bad DAG fails in seconds instead of after a round trip to Atlas.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+
+OBJECT_ID_PATTERN = re.compile(r"^[a-f0-9]{24}$")
+CLUSTER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*$")
+# Atlas caps flex cluster names at 64 characters; the spec's pattern alone has no bound.
+CLUSTER_NAME_MAX_LENGTH = 64
+
+
+def require_object_id(value: Any, what: str) -> str:
+    """Return ``value`` if it is a 24-hex Atlas id; ``what`` names it in the error (e.g. "snapshot_id")."""
+    if not isinstance(value, str):
+        raise AtlasFlexConfigError(
+            f"{what} must be a 24-character hexadecimal string, got {type(value).__name__} {_preview(value)}."
+        )
+    if not OBJECT_ID_PATTERN.fullmatch(value):
+        hint = " (Atlas ids are lower-case)" if OBJECT_ID_PATTERN.fullmatch(value.lower()) else ""
+        raise AtlasFlexConfigError(
+            f"{what} must be 24 lower-case hexadecimal characters (e.g. 32b6e34b3d91647abb20e7b8), "
+            f"got {_preview(value)}{hint}."
+        )
+    return value
+
+
+def require_cluster_name(value: Any, what: str = "cluster_name") -> str:
+    """Return ``value`` if it is a valid flex cluster name (also safe as one path segment)."""
+    if not isinstance(value, str) or not value:
+        raise AtlasFlexConfigError(
+            f"{what} must be a non-empty string naming an Atlas flex cluster, got {type(value).__name__} "
+            f"{_preview(value)}."
+        )
+    if len(value) > CLUSTER_NAME_MAX_LENGTH or not CLUSTER_NAME_PATTERN.fullmatch(value):
+        raise AtlasFlexConfigError(
+            f"{what} {_preview(value)} is not a valid Atlas cluster name: use letters, digits and hyphens, "
+            f"starting with a letter or digit, at most {CLUSTER_NAME_MAX_LENGTH} characters."
+        )
+    return value
+
+
+def require_positive_number(value: Any, what: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a positive number (bools are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AtlasFlexConfigError(f"{what} must be a number, got {type(value).__name__} {_preview(value)}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = "zero or more" if allow_zero else "greater than zero"
+        raise AtlasFlexConfigError(f"{what} must be {bound}, got {value!r}.")
+    return float(value)
+
+
+def redact_url(url: str) -> str:
+    """Drop the query string and fragment of a URL: a pre-signed link's query is a credential."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    query = "<redacted>" if parts.query else ""
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, ""))
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_connection_id(value: Any, what: str = "atlas_conn_id") -> str:
+    """Return ``value`` if it can name an Airflow connection."""
+    if not isinstance(value, str) or not value.strip():
+        raise AtlasFlexConfigError(f"{what} must name an Airflow connection, got {_preview(value)}.")
+    return value
+
+
+def require_timedelta(value: Any, what: str) -> timedelta:
+    """Accept a timedelta or a number of seconds (as templated values often are)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    else:
+        seconds = require_positive_number(value, what, allow_zero=True)
+    if seconds < 0:
+        raise AtlasFlexConfigError(f"{what} must not be negative, got {value!r}.")
+    return timedelta(seconds=seconds)
