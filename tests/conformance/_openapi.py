@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from openapi_core import OpenAPI
+from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
@@ -83,9 +84,21 @@ def spec_path() -> Path:
     return repo_root.parent / "shared" / SPEC_FILE
 
 
+def _json_loads(value: bytes | str, **_: Any) -> Any:
+    return json.loads(value)
+
+
+def _versioned_media_types(path: str) -> set[str]:
+    """Every ``application/vnd.atlas.*+json`` media type the spec mentions."""
+    text = Path(path).read_text(encoding="utf-8")
+    return set(re.findall(r"application/vnd\.atlas\.[0-9-]+\+json", text))
+
+
 @lru_cache(maxsize=4)
 def _load(path: str) -> OpenAPI:
-    return OpenAPI.from_file_path(path)
+    # openapi-core only knows application/json; Atlas versions its JSON media type.
+    deserializers = {media: _json_loads for media in _versioned_media_types(path)}
+    return OpenAPI.from_file_path(path, config=Config(extra_media_type_deserializers=deserializers))
 
 
 def load_spec() -> OpenAPI:

@@ -38,9 +38,8 @@ TGZ = make_tgz()
 
 def transfer(tmp_path, **kwargs) -> AtlasFlexSnapshotToStorageOperator:
     kwargs.setdefault("dst", f"file://{tmp_path}/exports/{{cluster_name}}/{{date}}/{{snapshot_id}}.tgz")
-    return AtlasFlexSnapshotToStorageOperator(
-        task_id="copy", cluster_name=CLUSTER, restore_job_id=JOB, chunk_size=4096, **kwargs
-    )
+    kwargs.setdefault("chunk_size", 4096)
+    return AtlasFlexSnapshotToStorageOperator(task_id="copy", cluster_name=CLUSTER, restore_job_id=JOB, **kwargs)
 
 
 def files_under(root) -> list[str]:
