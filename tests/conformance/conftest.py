@@ -7,10 +7,7 @@ import os
 import pytest
 from openapi_core import OpenAPI
 
-try:  # importable both as a package path and via pytest's rootdir-relative sys.path
-    from tests.conformance._openapi import load_spec, spec_path
-except ImportError:  # pragma: no cover - depends on how pytest was started
-    from _openapi import load_spec, spec_path  # type: ignore[no-redef]
+from tests.conformance._openapi import load_spec, spec_path
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +16,7 @@ def openapi_spec() -> OpenAPI:
     try:
         return load_spec()
     except FileNotFoundError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{exc} (CI=true: conformance tests must run)", pytrace=False)
-        pytest.skip(f"{exc} Put the file at {spec_path()} to run the conformance tests.")
+        missing = str(exc)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{missing} (CI=true: the conformance tests must run)", pytrace=False)
+    pytest.skip(f"{missing} Put the file at {spec_path()} to run the conformance tests.")

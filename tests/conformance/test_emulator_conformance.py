@@ -19,25 +19,14 @@ from openapi_core import OpenAPI
 from requests.auth import HTTPDigestAuth
 
 from airflow_provider_atlasflex.testing.emulator import API_OPERATIONS, AtlasEmulator, RecordedExchange
-
-try:
-    from tests.conformance._openapi import (
-        ConformanceError,
-        declared_statuses,
-        exclusion_reason,
-        validate_exchange,
-        validate_request,
-        validate_response,
-    )
-except ImportError:  # pragma: no cover
-    from _openapi import (  # type: ignore[no-redef]
-        ConformanceError,
-        declared_statuses,
-        exclusion_reason,
-        validate_exchange,
-        validate_request,
-        validate_response,
-    )
+from tests.conformance._openapi import (
+    ConformanceError,
+    declared_statuses,
+    exclusion_reason,
+    validate_exchange,
+    validate_request,
+    validate_response,
+)
 
 MEDIA = "application/vnd.atlas.2024-11-13+json"
 
@@ -103,7 +92,9 @@ def _run(d: Drive) -> None:
     assert owner.get(d.url(), params={"envelope": "true", "pretty": "true"}).status_code == 200
     assert owner.get(d.url("/backup/snapshots")).status_code == 200
     assert owner.get(d.url("/backup/snapshots"), params={"itemsPerPage": 2, "pageNum": 2}).status_code == 200
-    assert owner.get(d.url("/backup/snapshots"), params={"includeCount": "false", "envelope": "true"}).status_code == 200
+    assert (
+        owner.get(d.url("/backup/snapshots"), params={"includeCount": "false", "envelope": "true"}).status_code == 200
+    )
     assert owner.get(d.url(f"/backup/snapshots/{sid}")).status_code == 200
     assert owner.get(d.url(f"/backup/snapshots/{sid}"), params={"envelope": "true"}).status_code == 200
     r = d.post(owner, "/backup/download", {"snapshotId": sid})
@@ -195,20 +186,34 @@ def _run(d: Drive) -> None:
     assert d.post(owner, "/backup/restoreJobs", {"snapshotId": sid}).status_code == 400
     too_long = {"snapshotId": sid, "targetDeploymentItemName": "x" * 65}
     assert d.post(owner, "/backup/restoreJobs", too_long).status_code == 400
-    assert d.post(owner, "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "ghost"}).status_code == 404
+    assert (
+        d.post(owner, "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "ghost"}).status_code
+        == 404
+    )
     other_project = {"snapshotId": sid, "targetDeploymentItemName": "beta", "targetProjectId": missing}
     assert d.post(owner, "/backup/restoreJobs", other_project).status_code == 404
-    assert d.post(owner, "/backup/restoreJobs", {"snapshotId": running, "targetDeploymentItemName": "beta"}).status_code == 409
-    assert d.post(reader, "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "beta"}).status_code == 403
+    assert (
+        d.post(owner, "/backup/restoreJobs", {"snapshotId": running, "targetDeploymentItemName": "beta"}).status_code
+        == 409
+    )
+    assert (
+        d.post(reader, "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "beta"}).status_code
+        == 403
+    )
     # after_effect fault: the job is created, then 500 comes back
     emu.faults.add(operation="downloadGroupFlexClusterBackup", status=500, after_effect=True)
     assert d.post(owner, "/backup/download", {"snapshotId": sid}).status_code == 500
     # a 429 from the (excluded) OAuth endpoint for completeness
     emu.faults.add(operation="oauthToken", status=429, retry_after=1)
     sa = emu.service_account
-    assert requests.post(
-        f"{emu.base_url}/api/oauth/token", auth=(sa.client_id, sa.client_secret), data={"grant_type": "client_credentials"}
-    ).status_code == 429
+    assert (
+        requests.post(
+            f"{emu.base_url}/api/oauth/token",
+            auth=(sa.client_id, sa.client_secret),
+            data={"grant_type": "client_credentials"},
+        ).status_code
+        == 429
+    )
 
 
 _DECLARED: dict[str, set[int]] = {}
@@ -255,7 +260,9 @@ def test_scenario_covers_every_operation_and_status(
             seen.setdefault(x.operation, set()).add(x.status)
     for op in API_OPERATIONS:
         declared = declared_statuses(openapi_spec, op)
-        assert declared <= seen.get(op, set()), f"{op}: declared {sorted(declared)} but drove {sorted(seen.get(op, set()))}"
+        assert declared <= seen.get(op, set()), (
+            f"{op}: declared {sorted(declared)} but drove {sorted(seen.get(op, set()))}"
+        )
 
 
 def test_requests_sent_conform(openapi_spec: OpenAPI, scenario: tuple[AtlasEmulator, list[RecordedExchange]]) -> None:
@@ -284,14 +291,16 @@ def test_requests_sent_conform(openapi_spec: OpenAPI, scenario: tuple[AtlasEmula
     assert not failures, "\n\n".join(failures)
 
 
-def test_validator_is_not_vacuous(openapi_spec: OpenAPI, scenario: tuple[AtlasEmulator, list[RecordedExchange]]) -> None:
+def test_validator_is_not_vacuous(
+    openapi_spec: OpenAPI, scenario: tuple[AtlasEmulator, list[RecordedExchange]]
+) -> None:
     """A broken body must be caught, or the conformance tests prove nothing."""
     _, exchanges = scenario
     ok = next(x for x in exchanges if x.operation == "getGroupFlexCluster" and x.status == 200)
     broken = RecordedExchange(**{**ok.__dict__, "response_body": b'{"name": 5, "stateName": "SLEEPY"}'})
     with pytest.raises(ConformanceError, match="stateName|providerSettings|name"):
         validate_response(openapi_spec, broken)
-    wrong_type = RecordedExchange(**{**ok.__dict__})
+    wrong_type = RecordedExchange(**ok.__dict__)
     wrong_type.response_headers = type(ok.response_headers)([("Content-Type", "text/html")])
     with pytest.raises(ConformanceError):
         validate_response(openapi_spec, wrong_type)
@@ -299,7 +308,9 @@ def test_validator_is_not_vacuous(openapi_spec: OpenAPI, scenario: tuple[AtlasEm
 
 def test_spec_strict_error_parameters(openapi_spec: OpenAPI) -> None:
     """With ``string_error_parameters=False`` errors validate with no waiver at all."""
-    with AtlasEmulator(clusters=("alpha",), snapshot_size=10_000, snapshots_per_cluster=1, string_error_parameters=False) as emu:
+    with AtlasEmulator(
+        clusters=("alpha",), snapshot_size=10_000, snapshots_per_cluster=1, string_error_parameters=False
+    ) as emu:
         s = _session(emu, emu.api_key)
         base = f"{emu.base_url}/api/atlas/v2/groups/{emu.group_id}/flexClusters"
         assert s.get(f"{base}/nope").status_code == 404
@@ -308,3 +319,23 @@ def test_spec_strict_error_parameters(openapi_spec: OpenAPI) -> None:
         for x in emu.requests:
             if x.status in (404, 400):
                 validate_exchange(openapi_spec, x, allow_string_error_parameters=False)
+
+
+def test_validate_exchange_on_a_whole_log(openapi_spec: OpenAPI) -> None:
+    """The one-call helper the provider tests use: validates what it can, reports skips."""
+    with AtlasEmulator(clusters=("alpha",), snapshot_size=10_000, snapshots_per_cluster=1, restore_duration=0) as emu:
+        s = _session(emu, emu.api_key)
+        sid = emu.newest_completed_snapshot_id("alpha")
+        base = f"{emu.base_url}/api/atlas/v2/groups/{emu.group_id}/flexClusters/alpha"
+        job = s.post(f"{base}/backup/download", json={"snapshotId": sid}, headers={"Content-Type": MEDIA}).json()
+        assert requests.get(job["snapshotUrl"]).status_code == 200
+        emu.faults.add(operation="getGroupFlexCluster", status=503)
+        assert s.get(base).status_code == 503
+        notes: list[str] = []
+        for x in emu.requests:
+            notes += validate_exchange(openapi_spec, x)
+        assert any("snapshotFile" in n for n in notes) and any("503" in n for n in notes)
+        unknown = requests.get(f"{emu.base_url}/api/atlas/v2/groups/{emu.group_id}/nope", headers={"Accept": MEDIA})
+        assert unknown.status_code == 404
+        with pytest.raises(ConformanceError, match="no spec operation"):
+            validate_exchange(openapi_spec, emu.requests[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import requests
@@ -52,3 +53,12 @@ def get_token(emu: AtlasEmulator, account: Any = None) -> requests.Response:
 
 def post_json(session: requests.Session, url: str, body: Any) -> requests.Response:
     return session.post(url, json=body, headers={"Content-Type": MEDIA})
+
+
+def current_rss() -> int | None:
+    """Resident set size of this process in bytes (Linux /proc), else ``None``."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

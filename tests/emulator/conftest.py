@@ -8,11 +8,7 @@ import pytest
 import requests
 
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-
-try:
-    from tests.emulator._helpers import FakeClock, digest_session
-except ImportError:  # pragma: no cover - depends on how pytest was started
-    from _helpers import FakeClock, digest_session  # type: ignore[no-redef]
+from tests.emulator._helpers import FakeClock, digest_session
 
 
 @pytest.fixture

@@ -9,11 +9,7 @@ import pytest
 import requests
 
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-
-try:
-    from tests.emulator._helpers import MEDIA, FakeClock, bearer_session, digest_session, get_token, post_json
-except ImportError:  # pragma: no cover
-    from _helpers import MEDIA, FakeClock, bearer_session, digest_session, get_token, post_json  # type: ignore[no-redef]
+from tests.emulator._helpers import MEDIA, FakeClock, bearer_session, digest_session, get_token, post_json
 
 
 def _challenge(r: requests.Response) -> dict[str, str]:
@@ -104,7 +100,12 @@ def test_stale_nonce(clocked: AtlasEmulator, clock: FakeClock) -> None:
     url = emu.cluster_url("alpha")
     uri = url[len(emu.base_url) :]
     nonce = _challenge(requests.get(url, headers={"Accept": MEDIA}))["nonce"]
-    assert requests.get(url, headers={"Accept": MEDIA, "Authorization": _digest_header(emu.api_key, "GET", uri, nonce, 1)}).status_code == 200
+    assert (
+        requests.get(
+            url, headers={"Accept": MEDIA, "Authorization": _digest_header(emu.api_key, "GET", uri, nonce, 1)}
+        ).status_code
+        == 200
+    )
     clock.advance(301)
     r = requests.get(url, headers={"Accept": MEDIA, "Authorization": _digest_header(emu.api_key, "GET", uri, nonce, 2)})
     assert r.status_code == 401 and _challenge(r)["stale"] == "true"
@@ -113,7 +114,9 @@ def test_stale_nonce(clocked: AtlasEmulator, clock: FakeClock) -> None:
     assert s.get(url).status_code == 200
     clock.advance(301)
     assert s.get(url).status_code == 200
-    with httpx.Client(auth=httpx.DigestAuth(emu.api_key.public_key, emu.api_key.private_key), headers={"Accept": MEDIA}) as c:
+    with httpx.Client(
+        auth=httpx.DigestAuth(emu.api_key.public_key, emu.api_key.private_key), headers={"Accept": MEDIA}
+    ) as c:
         assert c.get(url).status_code == 200
         clock.advance(301)
         assert c.get(url).status_code == 200
@@ -222,6 +225,8 @@ def test_read_only_role(emu: AtlasEmulator, creds: str) -> None:
     r = post_json(s, emu.cluster_url("alpha") + "/backup/download", {"snapshotId": sid})
     assert r.status_code == 403 and r.headers["X-Error-Code"] == "USER_CANNOT_ACCESS_RESOURCE"
     assert "Project Backup Export Operator" in r.json()["detail"]
-    r = post_json(s, emu.cluster_url("alpha") + "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "beta"})
+    r = post_json(
+        s, emu.cluster_url("alpha") + "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "beta"}
+    )
     assert r.status_code == 403 and "Project Backup Recovery Operator" in r.json()["detail"]
     assert emu.restore_jobs("alpha") == []

@@ -8,11 +8,7 @@ import pytest
 import requests
 
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-
-try:
-    from tests.emulator._helpers import MEDIA, digest_session, post_json
-except ImportError:  # pragma: no cover
-    from _helpers import MEDIA, digest_session, post_json  # type: ignore[no-redef]
+from tests.emulator._helpers import MEDIA, digest_session, post_json
 
 SUCCESS_CTYPE = "application/vnd.atlas.2024-11-13+json;charset=utf-8"
 

@@ -8,11 +8,7 @@ from datetime import datetime
 import requests
 
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-
-try:
-    from tests.emulator._helpers import FakeClock, digest_session, post_json
-except ImportError:  # pragma: no cover
-    from _helpers import FakeClock, digest_session, post_json  # type: ignore[no-redef]
+from tests.emulator._helpers import FakeClock, digest_session, post_json
 
 
 def _parse(ts: str) -> float:
@@ -39,7 +35,12 @@ def test_phases_over_time(clocked: AtlasEmulator, clock: FakeClock) -> None:
         seen.append(s.get(url).json()["status"])
         clock.advance(1)
     assert seen[0] == "PENDING" and seen[-1] == "COMPLETED"
-    assert [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] == ["PENDING", "QUEUED", "RUNNING", "COMPLETED"]
+    assert [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] == [
+        "PENDING",
+        "QUEUED",
+        "RUNNING",
+        "COMPLETED",
+    ]
     done = s.get(url).json()
     assert done["snapshotUrl"].startswith(f"{emu.base_url}/backup-download/{job['id']}/alpha-{job['snapshotId']}.tgz?")
     finished = _parse(done["restoreFinishedDate"])

@@ -28,7 +28,7 @@ from .routing import (
 )
 from .state import ProjectState
 
-__all__ = ["AdminApi", "ATLAS_MEDIA_TYPE", "SUCCESS_CONTENT_TYPE", "render_json"]
+__all__ = ["ATLAS_MEDIA_TYPE", "SUCCESS_CONTENT_TYPE", "AdminApi", "render_json"]
 
 API_VERSION = "2024-11-13"
 ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
@@ -75,11 +75,11 @@ def fault_error(fault: Fault) -> ApiErrorResponse:
     code = fault.error_code or _FAULT_CODES.get(status, "UNEXPECTED_ERROR")
     headers: dict[str, str] = {}
     if fault.retry_after is not None:
-        headers["Retry-After"] = str(int(round(fault.retry_after)))
+        headers["Retry-After"] = str(round(fault.retry_after))
     detail = fault.detail
     if detail is None:
         if status == 429:
-            wait = int(round(fault.retry_after)) if fault.retry_after is not None else 60
+            wait = round(fault.retry_after) if fault.retry_after is not None else 60
             detail = f"Please retry after {wait} seconds. Request capacity: 10. Refill rate: 5 per 60 seconds."
         elif status == 401:
             detail = "You are not authorized for this resource."
@@ -166,7 +166,9 @@ class AdminApi:
             return self.tokens.authenticate(header.split(" ", 1)[1].strip() if " " in header else "")
         raise self.digest.unauthorized("You are not authorized for this resource.")
 
-    def handle(self, req: ParsedRequest, route: Route, params: dict[str, str]) -> tuple[Reply, Principal | None, list[int]]:
+    def handle(
+        self, req: ParsedRequest, route: Route, params: dict[str, str]
+    ) -> tuple[Reply, Principal | None, list[int]]:
         """Run the whole pipeline; returns the reply, who called, and fired fault ids."""
         pretty_hint = req.query.get("pretty", "").lower() == "true"
         principal: Principal | None = None
@@ -183,13 +185,20 @@ class AdminApi:
             if plan.delay:
                 self._sleep(plan.delay)
             if plan.before is not None:
-                raise fault_error(plan.before)
+                raise self._fault_error(plan.before)
             reply = self._dispatch(req, route, params, principal, remaining)
             if plan.after is not None:
-                raise fault_error(plan.after)
+                raise self._fault_error(plan.after)
             return reply, principal, fired
         except ApiErrorResponse as err:
             return self.error_reply(err, pretty_hint, remaining), principal, fired
+
+    def _fault_error(self, fault: Fault) -> ApiErrorResponse:
+        err = fault_error(fault)
+        if err.status == 401:
+            # Like a revoked credential: Digest clients get a fresh challenge to answer.
+            err.headers.setdefault("WWW-Authenticate", self.digest.challenge())
+        return err
 
     def _dispatch(
         self, req: ParsedRequest, route: Route, params: dict[str, str], who: Principal, remaining: int
@@ -327,4 +336,3 @@ class AdminApi:
         value = payload.get(field)
         if not isinstance(value, str) or not HEX24.match(value):
             raise ApiErrorResponse.validation(field, f"must match {HEX24.pattern}")
-

@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -42,7 +42,6 @@ class ApiKey(NamedTuple):
 
     public_key: str
     private_key: str
-    roles: tuple[str, ...] = (PROJECT_OWNER,)
 
 
 class ServiceAccount(NamedTuple):
@@ -50,7 +49,6 @@ class ServiceAccount(NamedTuple):
 
     client_id: str
     client_secret: str
-    roles: tuple[str, ...] = (PROJECT_OWNER,)
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,9 @@ _DIGEST_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 def parse_digest(header: str) -> dict[str, str]:
     """Parse the parameters of an ``Authorization: Digest ...`` header."""
     _, _, rest = header.partition(" ")
-    return {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _DIGEST_PARAM.finditer(rest)}
+    return {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _DIGEST_PARAM.finditer(rest)
+    }
 
 
 @dataclass
@@ -94,8 +94,9 @@ class _Nonce:
 class DigestAuthenticator:
     """RFC 7616 Digest (MD5, qop=auth) with nonce expiry and nc replay checks."""
 
-    def __init__(self, keys: list[ApiKey], clock: Callable[[], float], nonce_ttl: float) -> None:
+    def __init__(self, keys: Mapping[ApiKey, tuple[str, ...]], clock: Callable[[], float], nonce_ttl: float) -> None:
         self._keys = {k.public_key: k for k in keys}
+        self._roles = {k.public_key: tuple(r) for k, r in keys.items()}
         self._clock = clock
         self._nonce_ttl = nonce_ttl
         self._nonces: dict[str, _Nonce] = {}
@@ -167,7 +168,7 @@ class DigestAuthenticator:
                 expired = self._clock() - entry.issued > self._nonce_ttl
                 if not expired and nc > entry.last_nc:
                     entry.last_nc = nc
-                    return Principal("digest", username, key.roles)
+                    return Principal("digest", username, self._roles[username])
         if stale_unknown:
             # A nonce we never issued (or forgot): the credentials are right, so a
             # client may simply retry with the fresh challenge.
@@ -200,12 +201,13 @@ class TokenStore:
 
     def __init__(
         self,
-        accounts: list[ServiceAccount],
+        accounts: Mapping[ServiceAccount, tuple[str, ...]],
         clock: Callable[[], float],
         token_ttl: float,
         enforce_limits: bool,
     ) -> None:
         self._accounts = {a.client_id: a for a in accounts}
+        self._roles = {a.client_id: tuple(r) for a, r in accounts.items()}
         self._clock = clock
         self.token_ttl = token_ttl
         self.enforce_limits = enforce_limits
@@ -293,15 +295,16 @@ class TokenStore:
             elif now >= entry.expires_at:
                 detail = "Access token has expired."
             else:
-                account = self._accounts[entry.client_id]
-                return Principal("bearer", account.client_id, account.roles)
+                return Principal("bearer", entry.client_id, self._roles[entry.client_id])
         raise ApiErrorResponse(
             401, "UNAUTHORIZED", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
         )
 
     # ---------------------------------------------------------- test knobs
     def _active_locked(self, client_id: str, now: float) -> int:
-        return sum(1 for t in self._tokens.values() if t.client_id == client_id and not t.revoked and now < t.expires_at)
+        return sum(
+            1 for t in self._tokens.values() if t.client_id == client_id and not t.revoked and now < t.expires_at
+        )
 
     def active_count(self, client_id: str) -> int:
         with self._lock:
@@ -323,4 +326,3 @@ class TokenStore:
         with self._lock:
             for t in self._tokens.values():
                 t.expires_at = min(t.expires_at, now)
-

@@ -76,28 +76,29 @@ class AtlasEmulator:
         self.api_key = ApiKey(
             derive_text(seed, "apikey-public", alphabet=_LOWER, length=8),
             _uuid_like(seed, "apikey-private"),
-            (PROJECT_OWNER,),
         )
         self.read_only_api_key = ApiKey(
             derive_text(seed, "ro-apikey-public", alphabet=_LOWER, length=8),
             _uuid_like(seed, "ro-apikey-private"),
-            (PROJECT_READ_ONLY,),
         )
         self.service_account = ServiceAccount(
             "mdb_sa_id_" + derive_hex(seed, "sa-id"),
             "mdb_sa_sk_" + derive_text(seed, "sa-secret", alphabet=_ALNUM, length=40),
-            (PROJECT_OWNER,),
         )
         self.read_only_service_account = ServiceAccount(
             "mdb_sa_id_" + derive_hex(seed, "ro-sa-id"),
             "mdb_sa_sk_" + derive_text(seed, "ro-sa-secret", alphabet=_ALNUM, length=40),
-            (PROJECT_READ_ONLY,),
         )
         self.faults = FaultSet()
         self.requests = RequestLog()
-        self._digest = DigestAuthenticator([self.api_key, self.read_only_api_key], self._clock, nonce_ttl)
+        self._digest = DigestAuthenticator(
+            {self.api_key: (PROJECT_OWNER,), self.read_only_api_key: (PROJECT_READ_ONLY,)}, self._clock, nonce_ttl
+        )
         self._tokens = TokenStore(
-            [self.service_account, self.read_only_service_account], self._clock, token_ttl, enforce_token_limits
+            {self.service_account: (PROJECT_OWNER,), self.read_only_service_account: (PROJECT_READ_ONLY,)},
+            self._clock,
+            token_ttl,
+            enforce_token_limits,
         )
         self._api = AdminApi(
             self.state, self._digest, self._tokens, self.faults, string_error_parameters=string_error_parameters
@@ -137,7 +138,7 @@ class AtlasEmulator:
         if thread is not None:
             thread.join(timeout=5)
 
-    def __enter__(self) -> AtlasEmulator:
+    def __enter__(self) -> AtlasEmulator:  # noqa: PYI034 - typing.Self needs 3.11
         return self.start()
 
     def __exit__(

@@ -88,9 +88,7 @@ class Fault:
             raise ValueError("after_effect=True needs a status to answer with")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
-        if not any(
-            (self.status is not None, self.delay, self.cut_after_bytes is not None, self.ignore_range)
-        ):
+        if not any((self.status is not None, self.delay, self.cut_after_bytes is not None, self.ignore_range)):
             raise ValueError("a fault needs an effect: status, delay, cut_after_bytes or ignore_range")
 
     @property
@@ -186,16 +184,20 @@ class FaultSet:
         with self._lock:
             return [f for f in self._faults if not f.exhausted]
 
-    def on_call(self, operation: str, cluster: str | None) -> FaultPlan:
+    def on_call(self, operation: str, cluster: str | None, *, has_body: bool = True) -> FaultPlan:
         """Count one call against every matching rule and return what fires.
 
         Delays add up; the first eligible status rule (in insertion order) decides
-        the answer and later status rules are not consumed by this call.
+        the answer and later status rules are not consumed by this call.  A call
+        without a response body (``HEAD``) neither matches nor consumes rules whose
+        only effects are body effects (``cut_after_bytes`` / ``ignore_range``).
         """
         plan = FaultPlan()
         with self._lock:
             for f in self._faults:
                 if f.operation != operation or (f.cluster is not None and f.cluster != cluster):
+                    continue
+                if not has_body and f.status is None and not f.delay:
                     continue
                 f.seen += 1
                 if not f._eligible():

@@ -47,7 +47,9 @@ class SnapshotFileServer:
         st = self.state
         parts = req.path[len(DOWNLOAD_PREFIX) :].split("/")
         job = st.job_by_id(parts[0]) if parts else None
-        plan: FaultPlan = self.faults.on_call("snapshotFile", job.cluster if job else None)
+        plan: FaultPlan = self.faults.on_call(
+            "snapshotFile", job.cluster if job else None, has_body=req.method != "HEAD"
+        )
         fired = [f.id for f in plan.fired]
         if plan.delay:
             self._sleep(plan.delay)
@@ -60,7 +62,7 @@ class SnapshotFileServer:
             )
             reply = _xml_error(f.status or 500, f.error_code or code, f.detail or "Injected fault.", req.path)
             if f.retry_after is not None:
-                reply.headers.append(("Retry-After", str(int(round(f.retry_after)))))
+                reply.headers.append(("Retry-After", str(round(f.retry_after))))
             return reply, fired
         expires, signature = req.query.get("Expires"), req.query.get("Signature")
         if not expires or not signature:

@@ -71,7 +71,9 @@ class Route:
 def _route(operation: str, method: str, suffix: str, paginated: bool = False) -> Route:
     template = API_PREFIX + suffix
     params = tuple(re.findall(r"{(\w+)}", template))
-    pattern = "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+    pattern = (
+        "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+    )
     return Route(operation, method, template, re.compile(pattern), params, paginated)
 
 

@@ -65,18 +65,21 @@ def _layout(
 ) -> tuple[bytes, bytes, str, int]:
     """Manifest header, manifest, filler member name, and payload size without filler."""
     prefix = f"{cluster_name}-{snapshot_id}"
-    manifest = json.dumps(
-        {
-            "snapshotId": snapshot_id,
-            "clusterName": cluster_name,
-            "groupId": group_id,
-            "mongoDBVersion": mongodb_version,
-            "generator": "airflow_provider_atlasflex.testing.emulator",
-            "note": "Synthetic flex-cluster snapshot produced by the local Atlas emulator.",
-        },
-        indent=2,
-        sort_keys=True,
-    ).encode() + b"\n"
+    manifest = (
+        json.dumps(
+            {
+                "snapshotId": snapshot_id,
+                "clusterName": cluster_name,
+                "groupId": group_id,
+                "mongoDBVersion": mongodb_version,
+                "generator": "airflow_provider_atlasflex.testing.emulator",
+                "note": "Synthetic flex-cluster snapshot produced by the local Atlas emulator.",
+            },
+            indent=2,
+            sort_keys=True,
+        ).encode()
+        + b"\n"
+    )
     manifest_hdr = _tar_header(f"{prefix}/manifest.json", len(manifest), mtime)
     filler_name = f"{prefix}/snapshot.data"
     filler_hdr_len = len(_tar_header(filler_name, 0, mtime))
