@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from functools import cached_property
@@ -34,6 +33,7 @@ from airflow_provider_atlasflex.hooks.connection_config import (
 )
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
+    CachedToken,
     FormCall,
     basic_authorization,
     parse_token,
@@ -134,8 +134,6 @@ class AtlasFlexHook(AtlasFlexHookBase):
         service-account client id/secret; extras: auth_type, group_id, timeout, max_retries, proxies, verify).
     """
 
-    _token_lock = threading.Lock()
-
     @cached_property
     def config(self) -> AtlasConnectionConfig:
         return self._config_from(self.get_connection(self.atlas_conn_id))
@@ -229,7 +227,11 @@ class AtlasFlexHook(AtlasFlexHookBase):
         try:
             config = self.config
             if config.auth_type == "service_account":
-                self._bearer_token()
+                # Prove the client id and secret now, not a token cached earlier.
+                token = self._fetch_token(config)
+                TOKEN_CACHE.put(
+                    self._token_key, token, lambda value: revoke_token(config, value), shared=config.share_tokens
+                )
             if config.group_id:
                 # A made-up cluster name: 404 CLUSTER_NOT_FOUND proves auth and project access.
                 try:
@@ -318,18 +320,22 @@ class AtlasFlexHook(AtlasFlexHookBase):
         return TOKEN_CACHE.key(self.config.base_url, self.config.principal, self.config.secret)
 
     def _bearer_token(self) -> str:
-        cached = TOKEN_CACHE.get(self._token_key)
-        if cached is not None:
-            return cached.access_token
-        with self._token_lock:
-            cached = TOKEN_CACHE.get(self._token_key)
-            if cached is not None:
-                return cached.access_token
-            config = self.config
-            token = parse_token(self.run(token_call()), config.credential_label)
-            TOKEN_CACHE.put(self._token_key, token, lambda value: revoke_token(config, value))
-            self.log.info("Obtained an Atlas access token for %s", config.credential_label)
-            return token.access_token
+        config = self.config
+        shared = config.share_tokens
+        cached = TOKEN_CACHE.get(self._token_key, shared=shared)
+        if cached is None:
+            cached = TOKEN_CACHE.acquire(
+                self._token_key,
+                lambda: self._fetch_token(config),
+                lambda value: revoke_token(config, value),
+                shared=shared,
+            )
+        return cached.access_token
+
+    def _fetch_token(self, config: AtlasConnectionConfig) -> CachedToken:
+        token = parse_token(self.run(token_call()), config.credential_label)
+        self.log.info("Obtained an Atlas access token for %s", config.credential_label)
+        return token
 
 
 def _never_connected(exc: requests.RequestException) -> bool:

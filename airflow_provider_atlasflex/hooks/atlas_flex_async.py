@@ -131,10 +131,12 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         return TOKEN_CACHE.key(config.base_url, config.principal, config.secret)
 
     async def _bearer_token(self, config: AtlasConnectionConfig) -> str:
+        key, shared = self._token_key(config), config.share_tokens
         async with self._token_lock:
-            cached = TOKEN_CACHE.get(self._token_key(config))
+            cached = TOKEN_CACHE.get(key, shared=shared)
             if cached is not None:
                 return cached.access_token
+            # No host-wide file lock here: it would block the triggerer's event loop.
             token = parse_token(await self.run(token_call()), config.credential_label)
-            TOKEN_CACHE.put(self._token_key(config), token, lambda value: revoke_token(config, value))
+            TOKEN_CACHE.put(key, token, lambda value: revoke_token(config, value), shared=shared)
             return token.access_token

@@ -41,6 +41,7 @@ class AtlasConnectionConfig:
     max_retries: int = DEFAULT_MAX_RETRIES
     proxies: dict[str, str] | None = None
     verify: bool | str = True
+    share_tokens: bool = True
 
     @property
     def credential_label(self) -> str:
@@ -85,6 +86,7 @@ class AtlasConnectionConfig:
             max_retries=int(_number(conn_id, extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0, integer=True)),
             proxies=_proxies(conn_id, extras.get("proxies")),
             verify=_verify(conn_id, extras.get("verify", True)),
+            share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
         )
 
 
@@ -159,6 +161,17 @@ def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
             f'Connection {conn_id!r}: extra proxies must map scheme to proxy URL, e.g. {{"https": "http://proxy:3128"}}.'
         )
     return value
+
+
+def _token_sharing(conn_id: str, value: Any) -> bool:
+    if value in (None, "", "host"):
+        return True
+    if value == "process":
+        return False
+    raise AtlasFlexConfigError(
+        f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (default: one token shared by "
+        "the task processes on a host) or 'process' (a token per process, revoked when it exits)."
+    )
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE
 
 BASE = "https://atlas.test"
 GROUP = "5f1b2c3d4e5f60718293a4b5"
@@ -27,13 +26,6 @@ def set_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str = "mongodb_atla
     conn = {"conn_type": "mongodb_atlas", "host": BASE, "extra": {"group_id": GROUP}}
     conn.update(fields)
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
-
-
-@pytest.fixture(autouse=True)
-def _fresh_token_cache() -> Any:
-    TOKEN_CACHE._tokens.clear()
-    yield
-    TOKEN_CACHE._tokens.clear()
 
 
 @pytest.fixture

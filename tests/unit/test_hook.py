@@ -114,14 +114,20 @@ class TestServiceAccount:
             AtlasFlexHook().get_flex_cluster(CLUSTER)
         assert len([r for r in requests_mock.request_history if r.url == TOKEN_URL]) == 2
 
-    def test_token_close_to_expiry_is_not_reused(self, requests_mock, sa_conn):
-        requests_mock.post(TOKEN_URL, [token_response("short", expires_in=30), token_response("next")])
+    def test_token_close_to_expiry_is_replaced_and_revoked(self, requests_mock, sa_conn, monkeypatch):
+        import time
+
+        requests_mock.post(TOKEN_URL, [token_response("first"), token_response("next")])
+        revoke = requests_mock.post(f"{BASE}/api/oauth/revoke", text="")
         requests_mock.get(CLUSTER_URL, json={"name": CLUSTER}, headers=JSON_HEADERS)
         hook = AtlasFlexHook()
         hook.get_flex_cluster(CLUSTER)
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + 3600 - 60)  # one minute before expiry
         hook.get_flex_cluster(CLUSTER)
-        auths = [r.headers.get("Authorization") for r in requests_mock.request_history if r.url != TOKEN_URL]
-        assert auths == ["Bearer short", "Bearer next"]
+        auths = [r.headers.get("Authorization") for r in requests_mock.request_history if r.url == CLUSTER_URL]
+        assert auths == ["Bearer first", "Bearer next"]
+        assert revoke.call_count == 1 and parse_qs(revoke.last_request.text)["token"] == ["first"]
 
     def test_rejected_client_secret(self, requests_mock, sa_conn, caplog):
         requests_mock.post(TOKEN_URL, status_code=401, json={"error": "invalid_client"})
@@ -413,7 +419,7 @@ class TestConnectionParsing:
         requests_mock.post(TOKEN_URL, status_code=401, json={"error": "invalid_client"})
         from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE
 
-        TOKEN_CACHE._tokens.clear()
+        TOKEN_CACHE.clear()
         ok, message = AtlasFlexHook().test_connection()
         assert not ok and "rejected" in message and SA_SECRET not in message
 
