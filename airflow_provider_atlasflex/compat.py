@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+try:
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+except ImportError:  # Airflow < 3.1
+    from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined]
+
+__all__ = ["AirflowSensorTimeout", "default_deferrable", "mask_secret"]
+
 
 def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read when an operator is built (not at import)."""

@@ -151,7 +151,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
         return self.session
 
     def close(self) -> None:
-        """Close the HTTP session. Service-account tokens stay cached for other hooks and are revoked at exit."""
+        """Close the HTTP session. Service-account tokens stay cached for other hooks (see TokenCache)."""
         if "session" in self.__dict__:
             self.session.close()
             del self.__dict__["session"]

@@ -8,9 +8,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from airflow_provider_atlasflex.compat import default_deferrable, mask_secret
+from airflow_provider_atlasflex.compat import AirflowSensorTimeout, default_deferrable, mask_secret
 from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
