@@ -6,6 +6,7 @@ it, so a bad DAG fails in seconds instead of after a round trip to Atlas.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ def require_object_id(value: Any, what: str) -> str:
             f"{what} must be a 24-character hexadecimal string, got {type(value).__name__} {_preview(value)}."
         )
     if not OBJECT_ID_PATTERN.fullmatch(value):
-        hint = " (Atlas ids are lower-case)" if OBJECT_ID_PATTERN.fullmatch(value.lower()) else ""
+        hint = " (Atlas ids are lower-case)" if OBJECT_ID_PATTERN.fullmatch(value.lower()) else _rendered_hint(value)
         raise AtlasFlexConfigError(
             f"{what} must be 24 lower-case hexadecimal characters (e.g. 32b6e34b3d91647abb20e7b8), "
             f"got {_preview(value)}{hint}."
@@ -34,13 +35,31 @@ def require_object_id(value: Any, what: str) -> str:
     return value
 
 
+def optional_object_id(value: Any, what: str, omitted: str) -> str | None:
+    """``None`` (left out) or a 24-hex id; an empty string is refused rather than read as "left out".
+
+    ``omitted`` says what leaving it out means (e.g. "the newest COMPLETED snapshot"): a template
+    that rendered "" must not silently switch to that default.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str) and not value.strip():
+        raise AtlasFlexConfigError(
+            f"{what} is an empty string{_rendered_hint(value)}: pass a 24-hex id, or leave {what} out (None) "
+            f"to use {omitted}."
+        )
+    return require_object_id(value, what)
+
+
 def require_cluster_name(value: Any, what: str = "cluster_name") -> str:
     """Return ``value`` if it is a valid flex cluster name (also safe as one path segment)."""
     if not isinstance(value, str) or not value:
         raise AtlasFlexConfigError(
             f"{what} must be a non-empty string naming an Atlas flex cluster, got {type(value).__name__} "
-            f"{_preview(value)}."
+            f"{_preview(value)}{_rendered_hint(value)}."
         )
+    if value == "None":
+        raise AtlasFlexConfigError(f"{what} is the string 'None'{_rendered_hint(value)}; pass the flex cluster's name.")
     if len(value) > CLUSTER_NAME_MAX_LENGTH or not CLUSTER_NAME_PATTERN.fullmatch(value):
         raise AtlasFlexConfigError(
             f"{what} {_preview(value)} is not a valid Atlas cluster name: use letters, digits and hyphens, "
@@ -53,6 +72,8 @@ def require_positive_number(value: Any, what: str, *, allow_zero: bool = False) 
     """Return ``value`` as a float if it is a positive number (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise AtlasFlexConfigError(f"{what} must be a number, got {type(value).__name__} {_preview(value)}.")
+    if not math.isfinite(value):
+        raise AtlasFlexConfigError(f"{what} must be a finite number of seconds, got {value!r}.")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise AtlasFlexConfigError(f"{what} must be {bound}, got {value!r}.")
@@ -69,6 +90,20 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, ""))
 
 
+def require_bool(value: Any, what: str) -> bool:
+    """Return ``value`` if it is True or False: a string such as "False" would otherwise count as true."""
+    if not isinstance(value, bool):
+        raise AtlasFlexConfigError(f"{what} must be True or False, got {type(value).__name__} {_preview(value)}.")
+    return value
+
+
+def _rendered_hint(value: Any) -> str:
+    """Point at the usual cause when a templated field rendered to nothing."""
+    if value in ("", "None") or value is None:
+        return " (if it is templated, the template rendered empty or None: check the XCom, param or variable it reads)"
+    return ""
+
+
 def _preview(value: Any, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -76,8 +111,11 @@ def _preview(value: Any, limit: int = 60) -> str:
 
 def require_connection_id(value: Any, what: str = "atlas_conn_id") -> str:
     """Return ``value`` if it can name an Airflow connection."""
-    if not isinstance(value, str) or not value.strip():
-        raise AtlasFlexConfigError(f"{what} must name an Airflow connection, got {_preview(value)}.")
+    if not isinstance(value, str) or not value.strip() or value == "None":
+        raise AtlasFlexConfigError(
+            f"{what} must name an Airflow connection of type 'mongodb_atlas' (e.g. 'mongodb_atlas_default'), "
+            f"got {_preview(value)}{_rendered_hint(value)}."
+        )
     return value
 
 

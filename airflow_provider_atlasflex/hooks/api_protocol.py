@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -158,7 +159,8 @@ def exchange(
 
     Retries 429, 5xx and transport errors. A POST is re-sent only when the server cannot have
     acted (connection never made, 429) or after :class:`Reconcile` found no trace of it.
-    A 401 with a bearer token refreshes the token once.
+    A 401 with a bearer token refreshes the token once; a 401 saying a Digest nonce is stale
+    (``stale=true``: the keys are right, the nonce expired) is re-challenged and answered once.
     """
     attempt = 0
     refreshed = False
@@ -171,6 +173,9 @@ def exchange(
             if status == 401 and bearer and not refreshed:
                 refreshed = True
                 yield RefreshToken()
+                continue
+            if status == 401 and not bearer and not refreshed and stale_digest_nonce(outcome.headers):
+                refreshed = True
                 continue
             retryable = status == 429 or status >= 500
             retry_after = parse_retry_after(outcome.headers)
@@ -194,6 +199,15 @@ def exchange(
             found = yield Reconcile()
             if found is not None:
                 return found
+
+
+_STALE = re.compile(r'(?:^|[\s,])stale\s*=\s*"?true\b', re.IGNORECASE)
+
+
+def stale_digest_nonce(headers: Mapping[str, str]) -> bool:
+    """True when a 401's Digest challenge says only the nonce was stale (RFC 7616), not the keys."""
+    challenge = headers.get("www-authenticate", "")
+    return challenge.lstrip().lower().startswith("digest") and _STALE.search(challenge) is not None
 
 
 def unwrap_envelope(response: Response) -> tuple[int, Any]:

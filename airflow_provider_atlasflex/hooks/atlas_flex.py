@@ -74,6 +74,7 @@ class AtlasFlexHookBase(BaseHook):
             )
         self.atlas_conn_id = atlas_conn_id
         self._retry_policy = retry_policy
+        self._sent_token: str | None = None  # the bearer token of the last request, to invalidate on 401
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -278,7 +279,8 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 elif isinstance(step, Sleep):
                     self._sleep(step.seconds)
                 elif isinstance(step, RefreshToken):
-                    TOKEN_CACHE.invalidate(self._token_key)
+                    # Only the token Atlas refused: another task may already have stored a new one.
+                    TOKEN_CACHE.invalidate(self._token_key, self._sent_token)
                 elif isinstance(step, Reconcile) and reconcile is not None:
                     answer = reconcile()
         except StopIteration as done:
@@ -298,7 +300,8 @@ class AtlasFlexHook(AtlasFlexHookBase):
             headers["Authorization"] = basic_authorization(config.principal, config.secret)
             auth = None
         elif config.auth_type == "service_account":
-            auth = _BearerAuth(self._bearer_token())
+            self._sent_token = self._bearer_token()
+            auth = _BearerAuth(self._sent_token)
         else:
             auth = HTTPDigestAuth(config.principal, config.secret)
         try:

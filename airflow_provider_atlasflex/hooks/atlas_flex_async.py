@@ -95,7 +95,8 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
                     self.log.info("Retrying Atlas request in %.1f s", step.seconds)
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, RefreshToken):
-                    TOKEN_CACHE.invalidate(self._token_key(config))
+                    # Only the token Atlas refused: another task may already have stored a new one.
+                    TOKEN_CACHE.invalidate(self._token_key(config), self._sent_token)
                 elif isinstance(step, Reconcile):
                     answer = None
         except StopIteration as done:
@@ -109,7 +110,8 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         if isinstance(call, FormCall):
             headers["Authorization"] = basic_authorization(config.principal, config.secret)
         elif config.auth_type == "service_account":
-            headers["Authorization"] = f"Bearer {await self._bearer_token(config)}"
+            self._sent_token = await self._bearer_token(config)
+            headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             auth = httpx.DigestAuth(config.principal, config.secret)
         try:

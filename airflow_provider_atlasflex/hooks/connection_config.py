@@ -6,6 +6,9 @@ All connection mistakes surface here, with the field to fix, before any request 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -23,6 +26,10 @@ SERVICE_ACCOUNT_PREFIX = "mdb_sa_id_"
 AUTH_TYPES = ("digest", "service_account")
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+# A bound that still rides out a long incident (backoff caps at 60 s) but cannot retry for days.
+MAX_RETRIES_LIMIT = 100
+_HOSTNAME = re.compile(r"^[A-Za-z0-9._:-]+$")
+PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 
 AuthType = Literal["digest", "service_account"]
 
@@ -72,7 +79,9 @@ class AtlasConnectionConfig:
             raise AtlasFlexConfigError(
                 f"Connection {conn_id!r} has an empty password: put the {what} in the Password field."
             )
-        group_id = extras.get("group_id") or None
+        group_id = extras.get("group_id")
+        if group_id == "":
+            group_id = None  # an empty form field: no default project
         if group_id is not None:
             require_object_id(group_id, f"extra 'group_id' of connection {conn_id!r}")
         return cls(
@@ -83,7 +92,11 @@ class AtlasConnectionConfig:
             secret=secret,
             group_id=group_id,
             timeout=_number(conn_id, extras, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
-            max_retries=int(_number(conn_id, extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0, integer=True)),
+            max_retries=int(
+                _number(
+                    conn_id, extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0, maximum=MAX_RETRIES_LIMIT, integer=True
+                )
+            ),
             proxies=_proxies(conn_id, extras.get("proxies")),
             verify=_verify(conn_id, extras.get("verify", True)),
             share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
@@ -124,32 +137,56 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
     if "://" not in host:
         scheme = schema if schema in ("http", "https") else "https"
         host = f"{scheme}://{host}"
-    parts = urlsplit(host)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(host)
+        host_port = parts.port
+    except ValueError:
+        parts, host_port = None, None
+    if parts is not None and "@" in parts.netloc:
+        # Never echo it: the part before "@" is a user name and, usually, a password.
         raise AtlasFlexConfigError(
-            f"Connection {conn_id!r} has host {host!r}; give the Atlas base URL, e.g. {DEFAULT_BASE_URL}."
+            f"Connection {conn_id!r} has credentials in its Host field; put the key or client id in Login and "
+            "the secret in Password, and only the base URL (e.g. https://cloud.mongodb.com) in Host."
+        )
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not _HOSTNAME.fullmatch(parts.hostname):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has host {host!r}; give the Atlas base URL, e.g. {DEFAULT_BASE_URL} "
+            "(scheme http or https, a host name, optionally :port)."
         )
     netloc = parts.netloc
-    if port and parts.port is None:
+    if port is not None and port != "" and host_port is None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            raise AtlasFlexConfigError(f"Connection {conn_id!r} has port {port!r}; use a port from 1 to 65535 or leave it empty.")
         netloc = f"{netloc}:{port}"
     return f"{parts.scheme}://{netloc}"
 
 
 def _number(
-    conn_id: str, extras: dict[str, Any], key: str, default: float, *, minimum: float, integer: bool = False
+    conn_id: str,
+    extras: dict[str, Any],
+    key: str,
+    default: float,
+    *,
+    minimum: float,
+    maximum: float = math.inf,
+    integer: bool = False,
 ) -> float:
     value = extras.get(key, default)
-    if value in (None, ""):
+    if value is None or (isinstance(value, str) and not value.strip()):
         return default
     try:
         number = float(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):
         number = None
-    if number is None or number < minimum or (integer and number != int(number)):
+    if (
+        number is None
+        or not math.isfinite(number)
+        or not minimum <= number <= maximum
+        or (integer and number != int(number))
+    ):
         kind = "a whole number" if integer else "a number"
-        raise AtlasFlexConfigError(
-            f"Connection {conn_id!r} has extra {key}={value!r}; it must be {kind} of at least {minimum:g}."
-        )
+        bound = f"from {minimum:g} to {maximum:g}" if math.isfinite(maximum) else f"of at least {minimum:g}"
+        raise AtlasFlexConfigError(f"Connection {conn_id!r} has extra {key}={value!r}; it must be {kind} {bound}.")
     return number
 
 
@@ -160,6 +197,17 @@ def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
         raise AtlasFlexConfigError(
             f'Connection {conn_id!r}: extra proxies must map scheme to proxy URL, e.g. {{"https": "http://proxy:3128"}}.'
         )
+    for key, url in value.items():
+        try:
+            parts = urlsplit(url.strip())
+            parts.port  # noqa: B018 - raises ValueError for a port out of range
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r}: extra proxies[{key!r}] is not a proxy URL; write it as "
+                f"scheme://host:port with scheme one of {', '.join(PROXY_SCHEMES)}, e.g. http://proxy:3128."
+            )
     return value
 
 
@@ -184,6 +232,12 @@ def _verify(conn_id: str, value: Any) -> bool | str:
         if lowered in ("false", "0", "no"):
             return False
         if value.strip():
+            if not os.path.exists(value):
+                raise AtlasFlexConfigError(
+                    f"Connection {conn_id!r}: extra verify names a CA bundle {value!r} that does not exist on this "
+                    "machine; give the path of a PEM file (or directory) present on every worker and triggerer, "
+                    "or true to use the system's CA certificates."
+                )
             return value  # a CA bundle path
     raise AtlasFlexConfigError(
         f"Connection {conn_id!r}: extra verify must be true, false or the path of a CA bundle, got {value!r}."

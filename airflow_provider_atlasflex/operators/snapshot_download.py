@@ -11,9 +11,10 @@ from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import DEFAULT_MIN_LINK_VALIDITY, public_job_view
 from airflow_provider_atlasflex.validation import (
+    optional_object_id,
+    require_bool,
     require_cluster_name,
     require_connection_id,
-    require_object_id,
     require_timedelta,
 )
 
@@ -59,10 +60,12 @@ class AtlasFlexSnapshotDownloadOperator(BaseOperator):
         self.min_link_validity = min_link_validity
 
     def execute(self, context: Context) -> dict[str, Any]:
+        # Every argument is checked before the first request: a bad DAG fails in seconds.
         cluster = require_cluster_name(self.cluster_name)
-        snapshot_id = require_object_id(self.snapshot_id, "snapshot_id") if self.snapshot_id else None
-        group_id = require_object_id(self.group_id, "group_id") if self.group_id else None
+        snapshot_id = optional_object_id(self.snapshot_id, "snapshot_id", "the newest COMPLETED snapshot")
+        group_id = optional_object_id(self.group_id, "group_id", "the connection's group_id extra")
         min_validity = require_timedelta(self.min_link_validity, "min_link_validity")
+        require_bool(self.reuse_existing_job, "reuse_existing_job")
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         try:
             group_id = hook.resolve_group_id(hook.config, group_id)

@@ -15,7 +15,14 @@ from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
 from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
-from airflow_provider_atlasflex.validation import require_cluster_name, require_connection_id, require_object_id
+from airflow_provider_atlasflex.validation import (
+    optional_object_id,
+    require_bool,
+    require_cluster_name,
+    require_connection_id,
+    require_object_id,
+    require_positive_number,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,11 +69,16 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         return (
             require_cluster_name(self.cluster_name),
             require_object_id(self.restore_job_id, "restore_job_id"),
-            require_object_id(self.group_id, "group_id") if self.group_id else None,
+            optional_object_id(self.group_id, "group_id", "the connection's group_id extra"),
             require_connection_id(self.atlas_conn_id),
         )
 
     def execute(self, context: Context) -> Any:
+        # Checked before the first request, in every mode.
+        self._checked_arguments()
+        require_bool(self.deferrable, "deferrable")
+        # Each poke is a request to Atlas: 0 would poll it in a tight loop and be rate-limited.
+        require_positive_number(self.poke_interval, "poke_interval")
         if not self.deferrable:
             return super().execute(context)
         cluster, job_id, group_id, conn_id = self._checked_arguments()

@@ -7,6 +7,7 @@ by a bad one.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,10 @@ from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 
 PLACEHOLDERS = ("cluster_name", "snapshot_id", "restore_job_id", "date")
 PARTIAL_SUFFIX = ".atlasflex-partial"
+# What a placeholder may become: exactly one path segment that cannot be "." or "..", hold a
+# separator, a percent-escape or a drive letter. Cluster names, 24-hex ids and YYYY-MM-DD all fit.
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
+_JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStoragePath:
@@ -30,19 +35,18 @@ def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStorag
         )
     if dst_conn_id is not None and (not isinstance(dst_conn_id, str) or not dst_conn_id.strip()):
         raise AtlasFlexConfigError(f"dst_conn_id must name an Airflow connection or be None, got {dst_conn_id!r}.")
+    if any(marker in dst for marker in _JINJA_MARKERS):
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} still holds a Jinja expression: it was not rendered (pass it as the operator's dst "
+            "argument, which is templated) or it rendered to text that contains one."
+        )
     if "://" not in dst:
         raise AtlasFlexConfigError(
             f"dst {dst!r} has no scheme; write file:///absolute/path for a local disk, or s3://, gs://, ... "
             "for object storage."
         )
-    fields = [name for _, name, _, _ in string.Formatter().parse(dst) if name is not None]
-    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
-    if unknown:
-        raise AtlasFlexConfigError(
-            f"dst {dst!r} uses unknown placeholder(s) {unknown}; available: "
-            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            + ". (Jinja's {{ ... }} is rendered before this.)"
-        )
+    _placeholders(dst)
+    _reject_relative_file_url(dst)
     _reject_parent_segments(dst)
     try:
         path = ObjectStoragePath(dst.split("{", 1)[0] or dst, conn_id=dst_conn_id)
@@ -57,11 +61,28 @@ def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStorag
 
 
 def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, values: Mapping[str, str]) -> ObjectStoragePath:
-    """Fill the placeholders (values are validated ids, names and dates) and build the path."""
+    """Fill the placeholders and build the path, which never leaves the part of ``dst`` before them.
+
+    Each value must be one safe path segment (no separator, no "." or "..", no percent-escape),
+    whatever its source, so a hostile cluster name or date cannot move the file elsewhere.
+    """
     if isinstance(dst, ObjectStoragePath):
         path = dst
     else:
-        path = ObjectStoragePath(dst.format_map({k: values[k] for k in PLACEHOLDERS}), conn_id=dst_conn_id)
+        used = _placeholders(dst)
+        for name in used:
+            value = values.get(name)
+            if not isinstance(value, str) or not _SAFE_SEGMENT.fullmatch(value):
+                raise AtlasFlexConfigError(
+                    f"dst placeholder {{{name}}} cannot be filled with {value!r}: it must become one path segment "
+                    "of letters, digits, '-', '_' and inner dots (no '/', '\\', '..' or '%')."
+                )
+        root = dst.split("{", 1)[0]
+        filled = dst.format_map({k: values.get(k, "") for k in PLACEHOLDERS})
+        if not filled.startswith(root):  # unreachable with the checks above; kept as the invariant
+            raise AtlasFlexConfigError(f"dst {filled!r} does not stay under {root!r}.")
+        _reject_relative_file_url(filled)
+        path = ObjectStoragePath(filled, conn_id=dst_conn_id)
     _reject_parent_segments(str(path))
     if not path.name or path.name.startswith("."):
         raise AtlasFlexConfigError(f"dst {str(path)!r} must end with a file name such as {{snapshot_id}}.tgz.")
@@ -71,6 +92,43 @@ def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, v
 def partial_path(path: ObjectStoragePath) -> ObjectStoragePath:
     """The temporary name beside ``path``; fixed, so a retried task finds and removes a dead try's leftovers."""
     return path.parent / f".{path.name}{PARTIAL_SUFFIX}"
+
+
+def _placeholders(dst: str) -> list[str]:
+    """The placeholder names in ``dst``; only the bare ``{name}`` form of the known ones is allowed."""
+    try:
+        parsed = list(string.Formatter().parse(dst))
+    except ValueError as exc:
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} has unbalanced braces ({exc}); placeholders are written "
+            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            + "."
+        ) from None
+    fields = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
+    unknown = sorted({name for name, _, _ in fields if name not in PLACEHOLDERS})
+    if unknown:
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} uses unknown placeholder(s) {unknown}; available: "
+            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            + ". (Jinja's {{ ... }} is rendered before this.)"
+        )
+    formatted = sorted({name for name, spec, conversion in fields if spec or conversion})
+    if formatted:
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} applies a format spec or conversion to {formatted}; write placeholders as plain "
+            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            + "."
+        )
+    return [name for name, _, _ in fields]
+
+
+def _reject_relative_file_url(dst: str) -> None:
+    # file://relative/x is read relative to the worker's current directory, not from the root.
+    if dst.lower().startswith("file://") and not dst[len("file://") :].startswith("/"):
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} is not an absolute file URL; write three slashes, e.g. file:///backups/{{cluster_name}}/"
+            "{date}/{snapshot_id}.tgz."
+        )
 
 
 def _reject_parent_segments(dst: str) -> None:

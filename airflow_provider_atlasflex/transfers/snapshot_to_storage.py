@@ -164,7 +164,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "attempts": result.attempts,
             "resumes": result.resumes,
             "restarts": result.restarts,
-            "link_refreshes": result.link_refreshes,
+            "link_refreshes": result.link_refreshes + (0 if may_refresh else 1),
             "exported_at": datetime.now(timezone.utc).isoformat(),
         }
         self.log.info(

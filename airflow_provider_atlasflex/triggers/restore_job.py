@@ -11,6 +11,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+from airflow_provider_atlasflex.validation import (
+    optional_object_id,
+    require_cluster_name,
+    require_connection_id,
+    require_object_id,
+    require_positive_number,
+)
 
 
 class AtlasFlexRestoreJobTrigger(BaseTrigger):
@@ -34,12 +41,14 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         end_time: float,
     ) -> None:
         super().__init__()
-        self.cluster_name = cluster_name
-        self.restore_job_id = restore_job_id
-        self.group_id = group_id
-        self.atlas_conn_id = atlas_conn_id
-        self.poll_interval = poll_interval
-        self.end_time = end_time
+        # Checked here, before run() sends anything: 0 s would poll Atlas in a tight loop, and a bad
+        # end_time would only surface after the first request.
+        self.cluster_name = require_cluster_name(cluster_name)
+        self.restore_job_id = require_object_id(restore_job_id, "restore_job_id")
+        self.group_id = optional_object_id(group_id, "group_id", "the connection's group_id extra")
+        self.atlas_conn_id = require_connection_id(atlas_conn_id)
+        self.poll_interval = require_positive_number(poll_interval, "poll_interval")
+        self.end_time = require_positive_number(end_time, "end_time (Unix time)")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (

@@ -310,6 +310,11 @@ class TokenStore:
         with self._lock:
             return self._active_locked(client_id, self._clock())
 
+    def issued(self, client_id: str | None = None) -> list[str]:
+        """Every access token issued so far (revoked and expired ones too), oldest first."""
+        with self._lock:
+            return [t for t, entry in self._tokens.items() if client_id is None or entry.client_id == client_id]
+
     def requests_total(self, client_id: str) -> int:
         with self._lock:
             stats = self._stats.get(client_id)

@@ -252,6 +252,13 @@ class AtlasEmulator:
     def active_token_count(self, client_id: str) -> int:
         return self._tokens.active_count(client_id)
 
+    def issued_tokens(self, client_id: str | None = None) -> list[str]:
+        """Every bearer token the token endpoint handed out (also revoked/expired), oldest first.
+
+        Tests use it to prove a token never reached a log, an exception or an XCom.
+        """
+        return self._tokens.issued(client_id)
+
     def token_requests(self, client_id: str) -> int:
         """How many POST /api/oauth/token calls that client made (all outcomes after auth)."""
         return self._tokens.requests_total(client_id)

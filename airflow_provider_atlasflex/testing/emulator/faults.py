@@ -49,8 +49,10 @@ class Fault:
     (an error answer instead of the real one; with ``after_effect=True`` the real
     action, e.g. creating the restore job, happens first); ``retry_after`` sent as
     ``Retry-After``; for ``snapshotFile`` also ``cut_after_bytes`` (send the full
-    headers, then close the connection after that many body bytes) and
-    ``ignore_range`` (answer 200 with the whole file even if a Range was asked).
+    headers, then close the connection after that many body bytes),
+    ``ignore_range`` (answer 200 with the whole file even if a Range was asked) and
+    ``corrupt_at`` (flip every bit of the file's byte at that offset, when it is
+    served; size and headers are unchanged, so only a content check can tell).
     """
 
     operation: str
@@ -65,6 +67,7 @@ class Fault:
     after_effect: bool = False
     error_code: str | None = None
     detail: str | None = None
+    corrupt_at: int | None = None
     id: int = field(default_factory=lambda: next(_ids))
     seen: int = 0
     fired: int = 0
@@ -80,16 +83,19 @@ class Fault:
             raise ValueError("nth is 1-based")
         if self.delay is not None and self.delay < 0:
             raise ValueError("delay must be >= 0")
-        if (self.cut_after_bytes is not None or self.ignore_range) and self.operation != "snapshotFile":
-            raise ValueError("cut_after_bytes / ignore_range apply only to operation='snapshotFile'")
+        body_effect = self.cut_after_bytes is not None or self.ignore_range or self.corrupt_at is not None
+        if body_effect and self.operation != "snapshotFile":
+            raise ValueError("cut_after_bytes / ignore_range / corrupt_at apply only to operation='snapshotFile'")
+        if self.corrupt_at is not None and self.corrupt_at < 0:
+            raise ValueError("corrupt_at must be >= 0")
         if self.cut_after_bytes is not None and self.cut_after_bytes < 0:
             raise ValueError("cut_after_bytes must be >= 0")
         if self.after_effect and self.status is None:
             raise ValueError("after_effect=True needs a status to answer with")
         if self.retry_after is not None and self.retry_after < 0:
             raise ValueError("retry_after must be >= 0")
-        if not any((self.status is not None, self.delay, self.cut_after_bytes is not None, self.ignore_range)):
-            raise ValueError("a fault needs an effect: status, delay, cut_after_bytes or ignore_range")
+        if not any((self.status is not None, self.delay, body_effect)):
+            raise ValueError("a fault needs an effect: status, delay, cut_after_bytes, ignore_range or corrupt_at")
 
     @property
     def exhausted(self) -> bool:
@@ -107,6 +113,7 @@ class FaultPlan:
     status_fault: Fault | None = None
     cut_after_bytes: int | None = None
     ignore_range: bool = False
+    corrupt_at: int | None = None
     fired: list[Fault] = field(default_factory=list)
 
     @property
@@ -143,6 +150,7 @@ class FaultSet:
         after_effect: bool = False,
         error_code: str | None = None,
         detail: str | None = None,
+        corrupt_at: int | None = None,
     ) -> Fault:
         """Add a rule (see :class:`Fault`) and return it (inspect ``.seen``/``.fired``)."""
         fault = Fault(
@@ -158,6 +166,7 @@ class FaultSet:
             after_effect=after_effect,
             error_code=error_code,
             detail=detail,
+            corrupt_at=corrupt_at,
         )
         with self._lock:
             self._faults.append(fault)
@@ -190,7 +199,8 @@ class FaultSet:
         Delays add up; the first eligible status rule (in insertion order) decides
         the answer and later status rules are not consumed by this call.  A call
         without a response body (``HEAD``) neither matches nor consumes rules whose
-        only effects are body effects (``cut_after_bytes`` / ``ignore_range``).
+        only effects are body effects (``cut_after_bytes`` / ``ignore_range`` /
+        ``corrupt_at``).
         """
         plan = FaultPlan()
         with self._lock:
@@ -216,6 +226,8 @@ class FaultSet:
                     )
                 if f.ignore_range:
                     plan.ignore_range = True
+                if f.corrupt_at is not None and plan.corrupt_at is None:
+                    plan.corrupt_at = f.corrupt_at
                 f.fired += 1
                 plan.fired.append(f)
         return plan

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from xml.sax.saxutils import escape
 
@@ -123,4 +123,17 @@ class SnapshotFileServer:
             # Malformed or multi-range headers are ignored: the whole file is sent (RFC 9110).
         length = end - start
         stream = archive.iter_range(start, end) if req.method == "GET" else None
+        if stream is not None and plan.corrupt_at is not None and start <= plan.corrupt_at < end:
+            stream = _flip_byte(stream, plan.corrupt_at - start)
         return Reply(status, headers, stream=stream, length=length, cut_after=plan.cut_after_bytes)
+
+
+def _flip_byte(stream: Iterator[bytes], offset: int) -> Iterator[bytes]:
+    """The same pieces, with every bit of the byte ``offset`` bytes into the stream flipped."""
+    seen = 0
+    for piece in stream:
+        if seen <= offset < seen + len(piece):
+            i = offset - seen
+            piece = piece[:i] + bytes([piece[i] ^ 0xFF]) + piece[i + 1 :]
+        seen += len(piece)
+        yield piece
