@@ -80,7 +80,15 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         # Each poke is a request to Atlas: 0 would poll it in a tight loop and be rate-limited.
         require_positive_number(self.poke_interval, "poke_interval")
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout as exc:
+                # Airflow's own message names neither the job nor the cluster: say which, and what to do.
+                raise AirflowSensorTimeout(
+                    f"Restore job {self.restore_job_id} of cluster {self.cluster_name!r} was not ready within the "
+                    f"sensor's timeout of {float(self.timeout):g} s ({exc}). Atlas may be slow or stuck: check the job "
+                    "in the Atlas UI, then clear the sensor to wait again or raise timeout."
+                ) from None
         cluster, job_id, group_id, conn_id = self._checked_arguments()
         # One synchronous look first: a job that is already done or failed needs no trigger.
         result = self.poke(context)

@@ -192,7 +192,8 @@ class ResumableDownload:
                 if self._progress:
                     self._progress.update(self._written, self._total)
         except _TRANSIENT as exc:
-            raise _Retry(type(exc).__name__) from None
+            of = f" of {self._total}" if self._total is not None else ""
+            raise _Retry(f"connection lost at {self._written}{of} bytes ({type(exc).__name__})") from None
         if self._total is not None and self._written < self._total:
             raise _Retry(f"connection closed at {self._written} of {self._total} bytes")
         if self._total is not None and self._written > self._total:

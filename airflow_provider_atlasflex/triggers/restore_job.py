@@ -86,7 +86,8 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                             **base,
                             "status": "timeout",
                             "message": f"Restore job {self.restore_job_id} of cluster {self.cluster_name!r} was "
-                            f"still {job.get('status')} when the sensor's timeout ran out.",
+                            f"still {job.get('status')} when the sensor's timeout ran out. Atlas may be slow or stuck: check "
+                            "the job in the Atlas UI, then clear the sensor to wait again or raise timeout.",
                             "job": public_job_view(job),
                         }
                     )

@@ -202,6 +202,11 @@ class AtlasEmulator:
             raise KeyError(cluster)
         return self.state.add_snapshot(cluster, status, size).id
 
+    def retire_snapshot(self, snapshot_id: str) -> None:
+        """Remove a snapshot as Atlas's 8-day retention does: listing and getting it, and requesting
+        a new download of it, then answer as for an unknown snapshot."""
+        self.state.retire_snapshot(snapshot_id)
+
     # --------------------------------------------------------- restore jobs
     def restore_jobs(self, cluster: str) -> list[dict[str, Any]]:
         """The cluster's restore jobs as the API would serve them now, newest first."""

@@ -160,6 +160,7 @@ class ProjectState:
         self._fail_next: dict[str, int] = {}
         self._job_counter = 0
         self._extra_snapshots = 0
+        self._retired: dict[str, Snapshot] = {}
 
         now = clock()
         # Daily snapshots at 03:00 UTC; the newest one finished at least an hour ago.
@@ -258,12 +259,13 @@ class ProjectState:
         )
 
     def find_snapshot(self, snapshot_id: str) -> Snapshot | None:
+        """A snapshot by id, retired ones included (tests still ask for their bytes)."""
         with self._lock:
             for snaps in self._snapshots.values():
                 for s in snaps:
                     if s.id == snapshot_id:
                         return s
-        return None
+            return self._retired.get(snapshot_id)
 
     def jobs(self, cluster: str) -> list[RestoreJob]:
         """Restore jobs of a cluster, newest first."""
@@ -360,6 +362,16 @@ class ProjectState:
             snap = self._make_snapshot(sid, cluster, status, self.clock(), size or self.snapshot_size)
             self._snapshots[cluster].insert(0, snap)
             return snap
+
+    def retire_snapshot(self, snapshot_id: str) -> Snapshot:
+        """Drop a snapshot as the 8-day retention does; its existing jobs keep pointing at it."""
+        with self._lock:
+            for snaps in self._snapshots.values():
+                for i, snap in enumerate(snaps):
+                    if snap.id == snapshot_id:
+                        self._retired[snapshot_id] = snaps.pop(i)
+                        return snap
+        raise KeyError(snapshot_id)
 
     def expire_link(self, job_id: str) -> None:
         job = self.job_by_id(job_id)
