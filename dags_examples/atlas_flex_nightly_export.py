@@ -29,6 +29,8 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
+    # Alerts: add "email": [...] with "email_on_failure": True, or an on_failure_callback notifier
+    # (e.g. SlackNotifier); every failure message names the cluster and snapshot.
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
@@ -64,6 +66,7 @@ with DAG(
         request_link = AtlasFlexSnapshotDownloadOperator(
             task_id="request_link",
             cluster_name=cluster_name,
+            execution_timeout=timedelta(minutes=15),
         )
         wait_for_link = AtlasFlexSnapshotUrlSensor(
             task_id="wait_for_link",
@@ -77,6 +80,10 @@ with DAG(
             cluster_name=cluster_name,
             restore_job_id=request_link.output["restore_job_id"],
             dst="{{ params.destination_root }}/{cluster_name}/{date}/{snapshot_id}.tgz",
+            # A hung copy is stopped and retried (from a fresh link if needed) rather than left running.
+            execution_timeout=timedelta(hours=2),
+            # Copies are bandwidth-bound: a few at a time, however many clusters there are.
+            max_active_tis_per_dagrun=4,
         )
         request_link >> wait_for_link >> copy_to_storage
 
