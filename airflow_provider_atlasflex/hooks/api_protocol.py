@@ -99,9 +99,10 @@ class Send:
 
 @dataclass(frozen=True)
 class Sleep:
-    """Step: wait ``seconds`` before the next attempt."""
+    """Step: wait ``seconds`` before the next attempt; ``reason`` says why, for the log."""
 
     seconds: float
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,7 @@ def exchange(
             if retry_after is not None and retry_after > policy.retry_after_max:
                 raise api_error(call, status, outcome.headers, payload, credential_label, attempts=attempt + 1)
             ambiguous = not call.idempotent and status != 429
+            why = f"HTTP {status}" + (f", Retry-After {retry_after:g} s" if retry_after is not None else "")
         else:
             if attempt >= policy.max_retries:
                 raise AtlasApiError(
@@ -193,8 +195,10 @@ def exchange(
                 )
             retry_after = None
             ambiguous = not call.idempotent and outcome.maybe_sent
+            why = str(outcome.error)
         attempt += 1
-        yield Sleep(policy.delay(attempt, retry_after))
+        reason = f"{call.operation}{_where(call)}: {why}; attempt {attempt + 1} of {policy.max_retries + 1}"
+        yield Sleep(policy.delay(attempt, retry_after), reason)
         if ambiguous:
             found = yield Reconcile()
             if found is not None:

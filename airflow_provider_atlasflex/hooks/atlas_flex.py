@@ -12,7 +12,12 @@ from requests.auth import AuthBase, HTTPDigestAuth
 
 from airflow.sdk import BaseHook
 from airflow_provider_atlasflex.compat import mask_secret
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, AtlasNotFoundError
+from airflow_provider_atlasflex.exceptions import (
+    AirflowNotFoundException,
+    AtlasFlexConfigError,
+    AtlasFlexError,
+    AtlasNotFoundError,
+)
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
@@ -46,7 +51,7 @@ from airflow_provider_atlasflex.restore_jobs import (
     newest_completed_snapshot,
     utcnow,
 )
-from airflow_provider_atlasflex.validation import require_object_id
+from airflow_provider_atlasflex.validation import require_connection_id, require_object_id, require_timedelta
 
 USER_AGENT = "airflow-provider-atlasflex"
 MAX_PAGES = 1000
@@ -68,11 +73,7 @@ class AtlasFlexHookBase(BaseHook):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(atlas_conn_id, str) or not atlas_conn_id.strip():
-            raise AtlasFlexConfigError(
-                f"atlas_conn_id must name an Airflow connection of type {CONN_TYPE!r}, got {atlas_conn_id!r}."
-            )
-        self.atlas_conn_id = atlas_conn_id
+        self.atlas_conn_id = require_connection_id(atlas_conn_id)
         self._retry_policy = retry_policy
         self._sent_token: str | None = None  # the bearer token of the last request, to invalidate on 401
 
@@ -87,6 +88,13 @@ class AtlasFlexHookBase(BaseHook):
             "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
         }
 
+    def _missing_connection(self) -> AtlasFlexConfigError:
+        return AtlasFlexConfigError(
+            f"Connection {self.atlas_conn_id!r} is not defined: create a connection of type {CONN_TYPE!r} with "
+            f"that id (Admin > Connections, or the AIRFLOW_CONN_{self.atlas_conn_id.upper()} environment "
+            "variable), or set atlas_conn_id to an existing one."
+        )
+
     def _config_from(self, conn: Any) -> AtlasConnectionConfig:
         config = AtlasConnectionConfig.from_connection(conn)
         mask_secret(config.secret)
@@ -98,7 +106,11 @@ class AtlasFlexHookBase(BaseHook):
     @staticmethod
     def resolve_group_id(config: AtlasConnectionConfig, group_id: str | None) -> str:
         """The explicit ``group_id``, else the connection's default project."""
-        chosen = group_id or config.group_id
+        if group_id is not None:
+            # "" is refused, not read as "use the default": a template that rendered empty must not
+            # silently switch project.
+            return require_object_id(group_id, "group_id")
+        chosen = config.group_id
         if not chosen:
             raise AtlasFlexConfigError(
                 f"No Atlas project id: pass group_id=... or set the 'group_id' extra on connection {config.conn_id!r}."
@@ -137,7 +149,11 @@ class AtlasFlexHook(AtlasFlexHookBase):
 
     @cached_property
     def config(self) -> AtlasConnectionConfig:
-        return self._config_from(self.get_connection(self.atlas_conn_id))
+        try:
+            conn = self.get_connection(self.atlas_conn_id)
+        except AirflowNotFoundException:
+            raise self._missing_connection() from None
+        return self._config_from(conn)
 
     @cached_property
     def session(self) -> requests.Session:
@@ -203,6 +219,8 @@ class AtlasFlexHook(AtlasFlexHookBase):
         min_validity: timedelta = DEFAULT_MIN_LINK_VALIDITY,
     ) -> dict[str, Any] | None:
         """The newest live DOWNLOAD job for ``snapshot_id`` whose link has ``min_validity`` left, if any."""
+        require_object_id(snapshot_id, "snapshot_id")
+        min_validity = require_timedelta(min_validity, "min_validity")
         now = utcnow()
         for job in self.list_restore_jobs(cluster_name, group_id):
             if is_reusable_download(job, snapshot_id, now, min_validity):
@@ -277,7 +295,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 if isinstance(step, Send):
                     answer = self._send(call)
                 elif isinstance(step, Sleep):
-                    self._sleep(step.seconds)
+                    self._sleep(step.seconds, step.reason)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.
                     TOKEN_CACHE.invalidate(self._token_key, self._sent_token)
@@ -286,10 +304,10 @@ class AtlasFlexHook(AtlasFlexHookBase):
         except StopIteration as done:
             return done.value
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float, reason: str = "") -> None:
         import time
 
-        self.log.info("Retrying Atlas request in %.1f s", seconds)
+        self.log.info("Retrying Atlas request in %.1f s (%s)", seconds, reason)
         time.sleep(seconds)
 
     def _send(self, call: ApiCall) -> Outcome:

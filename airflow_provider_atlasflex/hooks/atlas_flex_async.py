@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
@@ -46,12 +47,15 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
     async def aconfig(self) -> AtlasConnectionConfig:
         if self._config is None:
             getter = getattr(self, "aget_connection", None)
-            if getter is not None:
-                conn = await getter(self.atlas_conn_id)
-            else:  # Airflow 3.0
-                from asgiref.sync import sync_to_async
+            try:
+                if getter is not None:
+                    conn = await getter(self.atlas_conn_id)
+                else:  # Airflow 3.0
+                    from asgiref.sync import sync_to_async
 
-                conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
+                    conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
             self._config = self._config_from(conn)
         return self._config
 
@@ -92,7 +96,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
                 if isinstance(step, Send):
                     answer = await self._send(call)
                 elif isinstance(step, Sleep):
-                    self.log.info("Retrying Atlas request in %.1f s", step.seconds)
+                    self.log.info("Retrying Atlas request in %.1f s (%s)", step.seconds, step.reason)
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.

@@ -25,11 +25,15 @@ DEFAULT_BASE_URL = "https://cloud.mongodb.com"
 SERVICE_ACCOUNT_PREFIX = "mdb_sa_id_"
 AUTH_TYPES = ("digest", "service_account")
 DEFAULT_TIMEOUT = 60.0
+# Per-request (and per-read) timeout; larger values overflow the socket layer or hang a worker for days.
+MAX_TIMEOUT = 3600.0
 DEFAULT_MAX_RETRIES = 5
 # A bound that still rides out a long incident (backoff caps at 60 s) but cannot retry for days.
 MAX_RETRIES_LIMIT = 100
 _HOSTNAME = re.compile(r"^[A-Za-z0-9._:-]+$")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+# requests reads "http", "https", "all" and "<scheme>://<host>" keys; anything else is silently unused.
+PROXY_KEYS = ("http", "https", "all")
 
 AuthType = Literal["digest", "service_account"]
 
@@ -74,6 +78,7 @@ class AtlasConnectionConfig:
             raise AtlasFlexConfigError(
                 f"Connection {conn_id!r} has an empty login: put the {what} in the Login field."
             )
+        _check_login(conn_id, principal, auth_type)
         if not secret.strip():
             what = "service account client secret" if auth_type == "service_account" else "API private key"
             raise AtlasFlexConfigError(
@@ -91,7 +96,7 @@ class AtlasConnectionConfig:
             principal=principal,
             secret=secret,
             group_id=group_id,
-            timeout=_number(conn_id, extras, "timeout", DEFAULT_TIMEOUT, minimum=0.001),
+            timeout=_number(conn_id, extras, "timeout", DEFAULT_TIMEOUT, minimum=0.001, maximum=MAX_TIMEOUT),
             max_retries=int(
                 _number(
                     conn_id, extras, "max_retries", DEFAULT_MAX_RETRIES, minimum=0, maximum=MAX_RETRIES_LIMIT, integer=True
@@ -130,9 +135,44 @@ def _auth_type(conn_id: str, value: Any, principal: str) -> AuthType:
     return value
 
 
-def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | None) -> str:
+def _check_login(conn_id: str, principal: str, auth_type: str) -> None:
+    # The login is never echoed: a login/password swap would put the secret in it.
+    if any(ch.isspace() or not ch.isprintable() for ch in principal):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has a login containing spaces or control characters; put only the API "
+            "public key or service account client id in the Login field."
+        )
+    if auth_type == "service_account" and not principal.startswith(SERVICE_ACCOUNT_PREFIX):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has extra auth_type='service_account' but its login is not a service account "
+            f"client id (those start with {SERVICE_ACCOUNT_PREFIX!r}): put the client id in Login and the client "
+            "secret in Password, or use auth_type 'digest' for an API key pair."
+        )
+    if auth_type == "digest" and principal.startswith(SERVICE_ACCOUNT_PREFIX):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has extra auth_type='digest' but its login is a service account client id "
+            f"({SERVICE_ACCOUNT_PREFIX}...): set auth_type to 'service_account' (or leave it out), or put an API "
+            "public key in Login."
+        )
+
+
+def _base_url(conn_id: str, host: str | None, port: Any, schema: str | None) -> str:
+    if schema not in (None, "", "http", "https"):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has schema {schema!r}; leave it empty (or http/https) and put the full base "
+            f"URL, e.g. {DEFAULT_BASE_URL}, in Host."
+        )
+    if port not in (None, "") and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} has port {port!r}; use a port from 1 to 65535 or leave it empty."
+        )
     host = (host or "").strip()
     if not host:
+        if port not in (None, ""):
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} has port {port!r} but no Host; put the base URL with its port in Host "
+                "(e.g. https://atlas.example:8443) or leave the port empty."
+            )
         return DEFAULT_BASE_URL
     if "://" not in host:
         scheme = schema if schema in ("http", "https") else "https"
@@ -142,7 +182,7 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
         host_port = parts.port
     except ValueError:
         parts, host_port = None, None
-    if parts is not None and "@" in parts.netloc:
+    if "@" in host:  # also when the URL does not parse: the message must not echo it
         # Never echo it: the part before "@" is a user name and, usually, a password.
         raise AtlasFlexConfigError(
             f"Connection {conn_id!r} has credentials in its Host field; put the key or client id in Login and "
@@ -154,10 +194,14 @@ def _base_url(conn_id: str, host: str | None, port: int | None, schema: str | No
             "(scheme http or https, a host name, optionally :port)."
         )
     netloc = parts.netloc
-    if port is not None and port != "" and host_port is None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise AtlasFlexConfigError(f"Connection {conn_id!r} has port {port!r}; use a port from 1 to 65535 or leave it empty.")
-        netloc = f"{netloc}:{port}"
+    if port not in (None, ""):
+        if host_port is None:
+            netloc = f"{netloc}:{port}"
+        elif host_port != port:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} has port {port} in the Port field but {host_port} in Host; keep one "
+                "(or make them equal)."
+            )
     return f"{parts.scheme}://{netloc}"
 
 
@@ -198,6 +242,11 @@ def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
             f'Connection {conn_id!r}: extra proxies must map scheme to proxy URL, e.g. {{"https": "http://proxy:3128"}}.'
         )
     for key, url in value.items():
+        if key not in PROXY_KEYS and "://" not in key:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r}: extra proxies has key {key!r}; use 'https', 'http' or 'all' (the scheme of "
+                'the request the proxy is for), e.g. {"https": "http://proxy:3128"}.'
+            )
         try:
             parts = urlsplit(url.strip())
             parts.port  # noqa: B018 - raises ValueError for a port out of range

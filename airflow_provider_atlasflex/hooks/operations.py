@@ -5,6 +5,7 @@ Shared by the sync and async hooks so that a path, a parameter or a validation r
 
 from __future__ import annotations
 
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.hooks.api_protocol import API_PREFIX, ApiCall
 from airflow_provider_atlasflex.validation import require_cluster_name, require_object_id
 
@@ -83,6 +84,9 @@ def get_snapshot(group_id: str, cluster_name: str, snapshot_id: str) -> ApiCall:
 
 
 def _page_params(page: int, items_per_page: int) -> dict[str, str]:
-    if not 1 <= items_per_page <= MAX_ITEMS_PER_PAGE:
-        raise ValueError(f"items_per_page must be 1..{MAX_ITEMS_PER_PAGE}, got {items_per_page}")
+    whole = isinstance(items_per_page, int) and not isinstance(items_per_page, bool)
+    if not whole or not 1 <= items_per_page <= MAX_ITEMS_PER_PAGE:
+        raise AtlasFlexConfigError(
+            f"items_per_page must be a whole number from 1 to {MAX_ITEMS_PER_PAGE}, got {items_per_page!r}."
+        )
     return {"pageNum": str(page), "itemsPerPage": str(items_per_page), "includeCount": "true"}

@@ -58,6 +58,10 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
     ) -> None:
         kwargs.setdefault("poke_interval", 30)
         kwargs.setdefault("timeout", timedelta(hours=3))
+        # Not templated, so checked here: Airflow's own check lets True, 0 and inf through or fails obscurely.
+        for name in ("poke_interval", "timeout"):
+            if kwargs[name] is not None and not isinstance(kwargs[name], timedelta):
+                require_positive_number(kwargs[name], name)
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.restore_job_id = restore_job_id
@@ -77,8 +81,12 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         # Checked before the first request, in every mode.
         self._checked_arguments()
         require_bool(self.deferrable, "deferrable")
+        # "False" would count as true: a failed export would be reported as skipped.
+        require_bool(self.soft_fail, "soft_fail")
         # Each poke is a request to Atlas: 0 would poll it in a tight loop and be rate-limited.
         require_positive_number(self.poke_interval, "poke_interval")
+        # 0 would give up right after the first request.
+        require_positive_number(self.timeout, "timeout")
         if not self.deferrable:
             try:
                 return super().execute(context)

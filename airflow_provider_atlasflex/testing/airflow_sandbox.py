@@ -2,20 +2,36 @@
 
 Used by ``make demo`` and the end-to-end tests, and usable for your own DAGs: point a
 connection at the emulator and run the DAG exactly as Airflow would, offline.
+
+Two ways to run a DAG:
+
+* ``dags_test(...)``: plain ``airflow dags test``. Every task runs inside the CLI process and
+  deferred triggers run inline; task logs go to the command's output only (no log files).
+* ``dags_test(..., use_executor=True)``: ``airflow dags test --use-executor`` with the
+  LocalExecutor, as a deployment runs tasks: each task in its own supervised process that talks
+  to the Execution API (an ``airflow api-server --apps execution`` started for the run) and writes
+  its log file under ``[logging] base_log_folder``. With ``triggerer=True`` an ``airflow triggerer``
+  is started too, so deferred tasks resume through a real triggerer (whose trigger logs land next
+  to the task's). Both services are stopped (their whole process group) before the call returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 # ``airflow dags test`` runs triggers inline, and that runner ignores SIGTERM: stop it with SIGINT.
 _TIMEOUT = shutil.which("timeout")
@@ -26,6 +42,8 @@ class DagTestResult:
     returncode: int
     output: str
     seconds: float
+    # use_executor runs only: name ("api-server", "triggerer") -> file holding that service's output
+    service_logs: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -46,6 +64,11 @@ class AirflowSandbox:
     @property
     def log_folder(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def service_log_folder(self) -> Path:
+        """Where the output of the api-server and triggerer started for ``use_executor`` runs goes."""
+        return self.home / "service-logs"
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN_", "AIRFLOW_VAR_"))}
@@ -98,8 +121,15 @@ class AirflowSandbox:
         env: Mapping[str, str] | None = None,
         logical_date: str | None = None,
         timeout: float = 300,
+        use_executor: bool = False,
+        triggerer: bool = False,
     ) -> DagTestResult:
-        """``airflow dags test DAG_ID [DATE] -c CONF`` with connections given as environment JSON."""
+        """``airflow dags test DAG_ID [DATE] -c CONF`` with connections given as environment JSON.
+
+        ``use_executor=True`` runs the tasks through the LocalExecutor (each task in its own
+        supervised process writing its log file), ``triggerer=True`` adds a real triggerer for
+        deferred tasks; see the module docstring.
+        """
         self.migrate()
         extra = dict(env or {})
         for conn_id, fields in (connections or {}).items():
@@ -109,7 +139,166 @@ class AirflowSandbox:
             args.append(logical_date)
         if conf is not None:
             args += ["-c", json.dumps(dict(conf))]
-        return self.airflow(*args, env=extra, timeout=timeout)
+        if not use_executor:
+            if triggerer:
+                raise ValueError("triggerer=True needs use_executor=True (plain dags test runs triggers inline)")
+            return self.airflow(*args, env=extra, timeout=timeout)
+        args.append("--use-executor")
+        with self._execution_services(extra, triggerer=triggerer) as (service_env, logs):
+            result = self._run_in_own_group(args, {**extra, **service_env}, timeout)
+        return DagTestResult(result.returncode, result.output, result.seconds, logs)
+
+    # ---- use_executor: LocalExecutor + Execution API server (+ triggerer) ---------------------
+
+    @contextlib.contextmanager
+    def _execution_services(
+        self, extra: Mapping[str, str], *, triggerer: bool
+    ) -> Iterator[tuple[dict[str, str], dict[str, Path]]]:
+        """Start ``api-server --apps execution`` (and a triggerer); always stop their process groups."""
+        self.service_log_folder.mkdir(parents=True, exist_ok=True)
+        started: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        logs: dict[str, Path] = {}
+        try:
+            for attempt in range(3):  # a free port can be taken between the probe and the bind
+                port = _free_port()
+                service_env = {
+                    **extra,
+                    "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                    # LocalExecutor forks this many workers up front (default 32): a DAG test needs few.
+                    "AIRFLOW__CORE__PARALLELISM": "8",
+                    # A task supervisor notices its task exited only at its next heartbeat check (5 s
+                    # by default); 1 s keeps runs short and narrows a race in `dags test --use-executor`:
+                    # a deferred task whose trigger fires before its first workload is reported done is
+                    # treated as finished externally and then waits for a retry.
+                    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+                    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+                    # The CLI signs each task's token; the api-server must check it with the same key.
+                    "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                    # A deployment's defaults (8793/8794) would clash between concurrent sandboxes.
+                    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                    "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                }
+                logs["api-server"] = self.service_log_folder / f"api-server-{port}.log"
+                api = self._start_service(
+                    ["api-server", "--apps", "execution", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+                    service_env,
+                    logs["api-server"],
+                )
+                started.append(api)
+                if _wait_until_healthy(f"http://127.0.0.1:{port}/execution/health", api[0], timeout=90):
+                    break
+                if attempt == 2:
+                    raise RuntimeError(
+                        f"airflow api-server did not become healthy:\n{_tail(logs['api-server'])}"
+                    )
+            if triggerer:
+                logs["triggerer"] = self.service_log_folder / f"triggerer-{port}.log"
+                started.append(self._start_service(["triggerer", "--skip-serve-logs"], service_env, logs["triggerer"]))
+            yield {k: v for k, v in service_env.items() if k not in extra}, logs
+        finally:
+            for process, handle in reversed(started):
+                _stop_group(process, signal.SIGTERM, grace=20)
+                handle.close()
+
+    def _start_service(
+        self, args: list[str], env: Mapping[str, str], log_file: Path
+    ) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+        handle = log_file.open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env(env),
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped with every child it forked
+        )
+        return process, handle
+
+    def _run_in_own_group(self, args: list[str], env: Mapping[str, str], timeout: float) -> DagTestResult:
+        """Like :meth:`airflow`, but the CLI and the executor's workers are one process group that
+        is interrupted on timeout and killed if anything of it outlives the command."""
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env(env),
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            try:
+                output, _ = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                # SIGINT: the LocalExecutor's shutdown path; SIGKILL after a grace period.
+                _signal_group(process.pid, signal.SIGINT)
+                try:
+                    output, _ = process.communicate(timeout=15)
+                except subprocess.TimeoutExpired:
+                    _signal_group(process.pid, signal.SIGKILL)
+                    output, _ = process.communicate()
+        finally:
+            _stop_group(process, signal.SIGKILL, grace=0)
+        text = output.decode("utf-8", "replace") if output else ""
+        return DagTestResult(process.returncode, text, time.monotonic() - started)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to a process group; False when no process of it is left."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a recycled id that is not ours
+        return False
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    return _signal_group(pgid, 0)  # type: ignore[arg-type]
+
+
+def _stop_group(process: subprocess.Popen[Any], sig: signal.Signals, *, grace: float) -> None:
+    """Stop a process started with ``start_new_session=True`` and every process of its group."""
+    pgid = process.pid
+    if process.poll() is None or _group_alive(pgid):
+        _signal_group(pgid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (process.poll() is None or _group_alive(pgid)):
+            time.sleep(0.1)
+        _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no output at {path})"
 
 
 def emulator_connection(emulator: Any, auth: str = "service_account", **extra: Any) -> dict[str, Any]:

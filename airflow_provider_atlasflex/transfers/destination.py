@@ -12,9 +12,9 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from airflow.sdk import ObjectStoragePath
+from airflow.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.exceptions import AirflowNotFoundException, AtlasFlexConfigError
 
 PLACEHOLDERS = ("cluster_name", "snapshot_id", "restore_job_id", "date")
 PARTIAL_SUFFIX = ".atlasflex-partial"
@@ -26,15 +26,20 @@ _JINJA_MARKERS = ("{{", "{%", "{#")
 
 def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStoragePath:
     """Refuse a ``dst`` that cannot work, before any network call."""
+    _check_dst_conn_id(dst_conn_id)
     if isinstance(dst, ObjectStoragePath):
+        _reject_parent_segments(str(dst))
+        _require_file_name(str(dst), dst.name)
         return dst
     if not isinstance(dst, str) or not dst.strip():
         raise AtlasFlexConfigError(
             f"dst must be a URL such as 'file:///backups/{{cluster_name}}/{{date}}/{{snapshot_id}}.tgz' or "
             f"'s3://bucket/atlas/...', got {type(dst).__name__} {dst!r}."
         )
-    if dst_conn_id is not None and (not isinstance(dst_conn_id, str) or not dst_conn_id.strip()):
-        raise AtlasFlexConfigError(f"dst_conn_id must name an Airflow connection or be None, got {dst_conn_id!r}.")
+    if dst != dst.strip():
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} starts or ends with whitespace (often a multi-line template); remove it."
+        )
     if any(marker in dst for marker in _JINJA_MARKERS):
         raise AtlasFlexConfigError(
             f"dst {dst!r} still holds a Jinja expression: it was not rendered (pass it as the operator's dst "
@@ -48,6 +53,7 @@ def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStorag
     _placeholders(dst)
     _reject_relative_file_url(dst)
     _reject_parent_segments(dst)
+    _require_file_name(dst, dst.rsplit("/", 1)[-1])
     try:
         path = ObjectStoragePath(dst.split("{", 1)[0] or dst, conn_id=dst_conn_id)
         path.fs  # noqa: B018 - resolves the filesystem: fails for a scheme nothing handles
@@ -84,8 +90,7 @@ def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, v
         _reject_relative_file_url(filled)
         path = ObjectStoragePath(filled, conn_id=dst_conn_id)
     _reject_parent_segments(str(path))
-    if not path.name or path.name.startswith("."):
-        raise AtlasFlexConfigError(f"dst {str(path)!r} must end with a file name such as {{snapshot_id}}.tgz.")
+    _require_file_name(str(path), path.name)
     return path
 
 
@@ -120,6 +125,31 @@ def _placeholders(dst: str) -> list[str]:
             + "."
         )
     return [name for name, _, _ in fields]
+
+
+def _check_dst_conn_id(dst_conn_id: Any) -> None:
+    if dst_conn_id is None:
+        return
+    if not isinstance(dst_conn_id, str) or not dst_conn_id.strip() or dst_conn_id == "None":
+        raise AtlasFlexConfigError(
+            f"dst_conn_id must name an Airflow connection for the destination (e.g. an AWS connection for s3://) "
+            f"or be None, got {dst_conn_id!r} (if it is templated, check what it rendered)."
+        )
+    try:
+        BaseHook.get_connection(dst_conn_id)
+    except AirflowNotFoundException:
+        # Some filesystems would otherwise fall back to ambient credentials without a word.
+        raise AtlasFlexConfigError(
+            f"dst_conn_id {dst_conn_id!r} is not a defined connection; create it, or leave dst_conn_id out to use "
+            "the filesystem's default credentials."
+        ) from None
+
+
+def _require_file_name(dst: str, name: str) -> None:
+    if not name or name.startswith("."):
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} must end with a file name (not '/' or a hidden name), e.g. .../{{snapshot_id}}.tgz."
+        )
 
 
 def _reject_relative_file_url(dst: str) -> None:

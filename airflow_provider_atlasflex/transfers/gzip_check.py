@@ -19,7 +19,7 @@ class GzipStreamCheck:
         self._members = 0
         self._bytes_in_member = 0  # input given to the member being decoded now
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         pending = data
         try:
             while pending:

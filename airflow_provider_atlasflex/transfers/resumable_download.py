@@ -22,6 +22,8 @@ from airflow_provider_atlasflex.transfers.gzip_check import GzipStreamCheck
 from airflow_provider_atlasflex.validation import redact_url
 
 MIB = 1024 * 1024
+# Network reads are at most this big, so a cut connection loses at most this much.
+READ_SIZE = 256 * 1024
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # Failures worth another attempt from the last byte written (the link itself is fine).
 _TRANSIENT = (
@@ -181,25 +183,41 @@ class ResumableDownload:
             self._stream_body(response)
 
     def _stream_body(self, response: requests.Response) -> None:
-        assert self._out is not None
+        """Write the body in ``chunk_size`` pieces, reading it in smaller ones.
+
+        A cut connection loses the piece being read: reading at most :data:`READ_SIZE` at a time
+        bounds that loss, and what was already received is written before resuming after it.
+        """
+        pending = bytearray()
         try:
-            for chunk in response.iter_content(chunk_size=self._chunk_size):
-                self._out.write(chunk)
-                self._hasher.update(chunk)
-                if self._verify_gzip:
-                    self._gzip.feed(chunk)
-                self._written += len(chunk)
-                if self._progress:
-                    self._progress.update(self._written, self._total)
+            for piece in response.iter_content(chunk_size=min(self._chunk_size, READ_SIZE)):
+                pending += piece
+                if len(pending) >= self._chunk_size:
+                    self._write(pending)
+                    pending.clear()
         except _TRANSIENT as exc:
+            self._write(pending)
             of = f" of {self._total}" if self._total is not None else ""
             raise _Retry(f"connection lost at {self._written}{of} bytes ({type(exc).__name__})") from None
+        self._write(pending)
         if self._total is not None and self._written < self._total:
             raise _Retry(f"connection closed at {self._written} of {self._total} bytes")
         if self._total is not None and self._written > self._total:
             raise SnapshotTransferError(
                 f"received {self._written} bytes but Content-Length announced {self._total}; nothing was saved"
             )
+
+    def _write(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
+        assert self._out is not None
+        self._out.write(data)
+        self._hasher.update(data)
+        if self._verify_gzip:
+            self._gzip.feed(data)
+        self._written += len(data)
+        if self._progress:
+            self._progress.update(self._written, self._total)
 
     def _check_resume(self, response: requests.Response) -> None:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))

@@ -26,6 +26,8 @@ from airflow_provider_atlasflex.transfers.destination import (
 )
 from airflow_provider_atlasflex.transfers.resumable_download import MIB, ProgressLog, ResumableDownload
 from airflow_provider_atlasflex.validation import (
+    optional_object_id,
+    require_bool,
     require_cluster_name,
     require_connection_id,
     require_object_id,
@@ -104,12 +106,10 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     def _check_arguments(self) -> None:
         require_cluster_name(self.cluster_name)
         require_object_id(self.restore_job_id, "restore_job_id")
-        if self.group_id:
-            require_object_id(self.group_id, "group_id")
+        optional_object_id(self.group_id, "group_id", "the connection's group_id extra")
         require_connection_id(self.atlas_conn_id)
         check_destination_template(self.dst, self.dst_conn_id)
-        if not isinstance(self.overwrite, bool):
-            raise AtlasFlexConfigError(f"overwrite must be True or False, got {self.overwrite!r}.")
+        require_bool(self.overwrite, "overwrite")
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or not 1024 <= self.chunk_size <= 256 * MIB:
             raise AtlasFlexConfigError(f"chunk_size must be a whole number of bytes from 1 KiB to 256 MiB, got {self.chunk_size!r}.")
         attempts = self.max_download_attempts

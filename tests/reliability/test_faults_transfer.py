@@ -241,3 +241,24 @@ def test_link_expires_during_the_transfer(emu, atlas_conn, tmp_path, monkeypatch
     assert 0 < int(resume.removeprefix("bytes=").removesuffix("-")) <= 120_000
     assert statuses(emu, "downloadGroupFlexClusterBackup") == [200, 200]  # ours + exactly one fresh
     assert (result["link_refreshes"], result["resumes"]) == (1, 1)
+
+
+@reliability(
+    "fault-survived",
+    "The connection cut after 1 MB while the copy writes in its default 8 MiB chunks",
+    "Wrote the bytes already received, then resumed with Range from there (at most one 256 KiB "
+    "network read is lost, never the whole chunk)",
+    "Nothing: identical bytes; the result reports resumes=1",
+)
+def test_cut_inside_a_large_write_chunk_keeps_what_arrived(make_emulator, atlas_conn, tmp_path):
+    emu = make_emulator(snapshot_size=3_000_000)
+    atlas_conn(emu, "digest")
+    job = request_link()
+    emu.faults.add(operation="snapshotFile", cut_after_bytes=1_000_000, nth=1)
+
+    result = copy(tmp_path, job["id"], chunk_size=8 * 1024 * 1024)
+
+    assert_exported(emu, tmp_path, result, job["snapshotId"])
+    (resumed_at,) = assert_resumed_from_kept_bytes(emu)
+    assert 1_000_000 - 256 * 1024 <= resumed_at <= 1_000_000
+    assert (result["resumes"], result["restarts"]) == (1, 0)

@@ -73,6 +73,7 @@ def test_successful_export_leaks_nothing(emu, atlas_conn, no_secret_leaked, tmp_
     assert values[1]["snapshotUrl"].endswith("?<redacted>")
     logs = no_secret_leaked(emu)
     assert "Retrying Atlas request" in logs and "Requesting a fresh link" in logs  # the logs were really read
+    assert "(getGroupFlexClusterBackupRestoreJob on cluster 'alpha'" in logs and "HTTP 429" in logs
     assert_clean(values, emu)
     if auth == "service_account":
         assert emu.issued_tokens(), "the run used bearer tokens, so the check covered them"

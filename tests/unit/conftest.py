@@ -45,7 +45,7 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
     from airflow_provider_atlasflex.transfers import resumable_download
 
-    monkeypatch.setattr(AtlasFlexHook, "_sleep", lambda self, seconds: delays.append(seconds))
+    monkeypatch.setattr(AtlasFlexHook, "_sleep", lambda self, seconds, reason="": delays.append(seconds))
     monkeypatch.setattr(resumable_download.time, "sleep", lambda seconds: delays.append(seconds))
     return delays
 
