@@ -109,12 +109,13 @@ def _preview(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def require_connection_id(value: Any, what: str = "atlas_conn_id") -> str:
-    """Return ``value`` if it can name an Airflow connection."""
+def require_connection_id(
+    value: Any, what: str = "atlas_conn_id", kind: str = "of type 'mongodb_atlas' (e.g. 'mongodb_atlas_default')"
+) -> str:
+    """Return ``value`` if it can name an Airflow connection (``kind`` says which, for the message)."""
     if not isinstance(value, str) or not value.strip() or value == "None":
         raise AtlasFlexConfigError(
-            f"{what} must name an Airflow connection of type 'mongodb_atlas' (e.g. 'mongodb_atlas_default'), "
-            f"got {_preview(value)}{_rendered_hint(value)}."
+            f"{what} must name an Airflow connection {kind}, got {_preview(value)}{_rendered_hint(value)}."
         )
     return value
 

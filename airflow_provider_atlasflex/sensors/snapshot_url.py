@@ -79,7 +79,7 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
 
     def execute(self, context: Context) -> Any:
         # Checked before the first request, in every mode.
-        self._checked_arguments()
+        cluster, job_id, group_id, conn_id = self._checked_arguments()
         require_bool(self.deferrable, "deferrable")
         # "False" would count as true: a failed export would be reported as skipped.
         require_bool(self.soft_fail, "soft_fail")
@@ -97,7 +97,6 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
                     f"sensor's timeout of {float(self.timeout):g} s ({exc}). Atlas may be slow or stuck: check the job "
                     "in the Atlas UI, then clear the sensor to wait again or raise timeout."
                 ) from None
-        cluster, job_id, group_id, conn_id = self._checked_arguments()
         # One synchronous look first: a job that is already done or failed needs no trigger.
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:

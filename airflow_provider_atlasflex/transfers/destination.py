@@ -15,9 +15,11 @@ from typing import Any
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException, AtlasFlexConfigError
+from airflow_provider_atlasflex.validation import require_connection_id
 
 PLACEHOLDERS = ("cluster_name", "snapshot_id", "restore_job_id", "date")
 PARTIAL_SUFFIX = ".atlasflex-partial"
+_WRITTEN_AS = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
 # What a placeholder may become: exactly one path segment that cannot be "." or "..", hold a
 # separator, a percent-escape or a drive letter. Cluster names, 24-hex ids and YYYY-MM-DD all fit.
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*$")
@@ -83,10 +85,7 @@ def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, v
                     f"dst placeholder {{{name}}} cannot be filled with {value!r}: it must become one path segment "
                     "of letters, digits, '-', '_' and inner dots (no '/', '\\', '..' or '%')."
                 )
-        root = dst.split("{", 1)[0]
         filled = dst.format_map({k: values.get(k, "") for k in PLACEHOLDERS})
-        if not filled.startswith(root):  # unreachable with the checks above; kept as the invariant
-            raise AtlasFlexConfigError(f"dst {filled!r} does not stay under {root!r}.")
         _reject_relative_file_url(filled)
         path = ObjectStoragePath(filled, conn_id=dst_conn_id)
     _reject_parent_segments(str(path))
@@ -105,24 +104,20 @@ def _placeholders(dst: str) -> list[str]:
         parsed = list(string.Formatter().parse(dst))
     except ValueError as exc:
         raise AtlasFlexConfigError(
-            f"dst {dst!r} has unbalanced braces ({exc}); placeholders are written "
-            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            + "."
+            f"dst {dst!r} has unbalanced braces ({exc}); placeholders are written {_WRITTEN_AS}."
         ) from None
     fields = [(name, spec, conversion) for _, name, spec, conversion in parsed if name is not None]
     unknown = sorted({name for name, _, _ in fields if name not in PLACEHOLDERS})
     if unknown:
         raise AtlasFlexConfigError(
-            f"dst {dst!r} uses unknown placeholder(s) {unknown}; available: "
-            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            + ". (Jinja's {{ ... }} is rendered before this.)"
+            f"dst {dst!r} uses unknown placeholder(s) {unknown}; available: {_WRITTEN_AS}. "
+            "(Jinja's {{ ... }} is rendered before this.)"
         )
     formatted = sorted({name for name, spec, conversion in fields if spec or conversion})
     if formatted:
         raise AtlasFlexConfigError(
             f"dst {dst!r} applies a format spec or conversion to {formatted}; write placeholders as plain "
-            + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            + "."
+            f"{_WRITTEN_AS}."
         )
     return [name for name, _, _ in fields]
 
@@ -130,11 +125,9 @@ def _placeholders(dst: str) -> list[str]:
 def _check_dst_conn_id(dst_conn_id: Any) -> None:
     if dst_conn_id is None:
         return
-    if not isinstance(dst_conn_id, str) or not dst_conn_id.strip() or dst_conn_id == "None":
-        raise AtlasFlexConfigError(
-            f"dst_conn_id must name an Airflow connection for the destination (e.g. an AWS connection for s3://) "
-            f"or be None, got {dst_conn_id!r} (if it is templated, check what it rendered)."
-        )
+    require_connection_id(
+        dst_conn_id, "dst_conn_id", "for the destination (e.g. an AWS connection for s3://), or be None"
+    )
     try:
         BaseHook.get_connection(dst_conn_id)
     except AirflowNotFoundException:
