@@ -53,6 +53,8 @@ class AtlasConnectionConfig:
     proxies: dict[str, str] | None = None
     verify: bool | str = True
     share_tokens: bool = True
+    # Plain-http Atlas hosts and snapshot links are refused unless the connection opts in (the emulator does).
+    allow_insecure_http: bool = False
 
     @property
     def credential_label(self) -> str:
@@ -105,6 +107,7 @@ class AtlasConnectionConfig:
             proxies=_proxies(conn_id, extras.get("proxies")),
             verify=_verify(conn_id, extras.get("verify", True)),
             share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
+            allow_insecure_http=_flag(conn_id, extras, "allow_insecure_http", default=False),
         )
 
 
@@ -269,6 +272,16 @@ def _token_sharing(conn_id: str, value: Any) -> bool:
         f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (default: one token shared by "
         "the task processes on a host) or 'process' (a token per process, revoked when it exits)."
     )
+
+
+def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> bool:
+    """A true/false extra, as JSON or as the text a form or URI gives."""
+    value = extras.get(name, default)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise AtlasFlexConfigError(f"Connection {conn_id!r}: extra {name} must be true or false, got {value!r}.")
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:

@@ -314,5 +314,5 @@ def emulator_connection(emulator: Any, auth: str = "service_account", **extra: A
         "host": emulator.base_url,
         "login": login,
         "password": password,
-        "extra": {"group_id": emulator.group_id, "auth_type": auth, **extra},
+        "extra": {"group_id": emulator.group_id, "auth_type": auth, "allow_insecure_http": True, **extra},
     }
