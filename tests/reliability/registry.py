@@ -18,6 +18,7 @@ KINDS = {
     "fault-clear-failure": "Faults that fail clearly and lose nothing",
     "bad-input": "Bad input, refused before any network call",
     "secret": "Secrets that never reach a log, an exception or a rendered template",
+    "hostile": "Hostile conditions: racing writers, other local users, a lying API or storage host",
 }
 
 
