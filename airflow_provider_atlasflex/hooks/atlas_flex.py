@@ -19,6 +19,7 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasNotFoundError,
 )
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -128,6 +129,7 @@ def revoke_token(config: AtlasConnectionConfig, token: str) -> None:
         timeout=min(config.timeout, 10.0),
         proxies=config.proxies,
         verify=config.verify,
+        allow_redirects=False,  # the client secret goes to the configured host only
     ).raise_for_status()
 
 
@@ -164,6 +166,13 @@ class AtlasFlexHook(AtlasFlexHookBase):
         session.verify = self.config.verify
         return session
 
+    @cached_property
+    def _digest_auth(self) -> HTTPDigestAuth:
+        """One Digest state per hook session: the first call answers a challenge, later calls reuse its
+        nonce with an increasing nonce count (requests keeps that state per thread inside the object),
+        and a new challenge is answered only when Atlas says the nonce is stale."""
+        return HTTPDigestAuth(self.config.principal, self.config.secret)
+
     def get_conn(self) -> requests.Session:
         return self.session
 
@@ -172,6 +181,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
         if "session" in self.__dict__:
             self.session.close()
             del self.__dict__["session"]
+        self.__dict__.pop("_digest_auth", None)
 
     # ---- the operations -------------------------------------------------------------------
 
@@ -321,7 +331,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
             self._sent_token = self._bearer_token()
             auth = _BearerAuth(self._sent_token)
         else:
-            auth = HTTPDigestAuth(config.principal, config.secret)
+            auth = self._digest_auth
         try:
             response = self.session.request(
                 call.method,
@@ -331,10 +341,22 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 headers=headers,
                 auth=auth,
                 timeout=config.timeout,
+                # Never follow: on a cross-host 30x, requests' Digest auth would answer the other host's
+                # challenge with our key. exchange() turns the 30x into an error naming the target.
+                allow_redirects=False,
+                stream=True,  # read through CappedBody: a hostile body costs at most MAX_API_BODY_BYTES
             )
         except requests.RequestException as exc:
             return TransportFailure(_describe_transport_error(exc), maybe_sent=not _never_connected(exc))
-        return Response.of(response.status_code, response.headers, response.content)
+        try:
+            body = CappedBody(call, response.headers)
+            for chunk in response.iter_content(READ_CHUNK_BYTES):
+                body.add(chunk)
+        except requests.RequestException as exc:
+            return TransportFailure(_describe_transport_error(exc), maybe_sent=True)
+        finally:
+            response.close()
+        return Response.of(response.status_code, response.headers, body.content())
 
     @property
     def _token_key(self) -> str:

@@ -9,6 +9,7 @@ import httpx
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -118,19 +119,22 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             auth = httpx.DigestAuth(config.principal, config.secret)
+        request = client.build_request(
+            call.method, config.base_url + call.path, params=dict(call.params) or None, content=call.body(), headers=headers
+        )
         try:
-            response = await client.request(
-                call.method,
-                config.base_url + call.path,
-                params=dict(call.params) or None,
-                content=call.body(),
-                headers=headers,
-                auth=auth,
-            )
+            # Redirects are never followed (exchange() reports them); the body is read through CappedBody.
+            response = await client.send(request, auth=auth, follow_redirects=False, stream=True)
+            try:
+                body = CappedBody(call, response.headers)
+                async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
+                    body.add(chunk)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)
-        return Response.of(response.status_code, response.headers, response.content)
+        return Response.of(response.status_code, response.headers, body.content())
 
     @staticmethod
     def _token_key(config: AtlasConnectionConfig) -> str:

@@ -91,9 +91,19 @@ class AtlasConnectionConfig:
             group_id = None  # an empty form field: no default project
         if group_id is not None:
             require_object_id(group_id, f"extra 'group_id' of connection {conn_id!r}")
+        allow_insecure_http = _flag(conn_id, extras, "allow_insecure_http", default=False)
+        base_url = _base_url(conn_id, conn.host, conn.port, conn.schema)
+        if base_url.startswith("http://") and not allow_insecure_http:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} points at plain-http {base_url!r}: over http the "
+                + ("service account client secret and its tokens" if auth_type == "service_account" else "Digest answers")
+                + ", the API answers and the pre-signed backup links would travel in clear text. Use https (e.g. "
+                f"{DEFAULT_BASE_URL}); only for a local emulator or test server, set the extra "
+                '"allow_insecure_http": true to opt out.'
+            )
         return cls(
             conn_id=conn_id,
-            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
+            base_url=base_url,
             auth_type=auth_type,
             principal=principal,
             secret=secret,
@@ -107,7 +117,7 @@ class AtlasConnectionConfig:
             proxies=_proxies(conn_id, extras.get("proxies")),
             verify=_verify(conn_id, extras.get("verify", True)),
             share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
-            allow_insecure_http=_flag(conn_id, extras, "allow_insecure_http", default=False),
+            allow_insecure_http=allow_insecure_http,
         )
 
 
