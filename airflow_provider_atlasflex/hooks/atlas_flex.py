@@ -16,6 +16,7 @@ from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
     AtlasFlexConfigError,
     AtlasFlexError,
+    AtlasNoCompletedSnapshotError,
     AtlasNotFoundError,
 )
 from airflow_provider_atlasflex.hooks import operations as ops
@@ -213,7 +214,8 @@ class AtlasFlexHook(AtlasFlexHookBase):
         group = self._group(group_id)
         newest = newest_completed_snapshot(self.list_snapshots(cluster_name, group))
         if newest is None:
-            raise AtlasNotFoundError(
+            # Not a fail-fast error: a snapshot in progress completes within minutes, so task retries may help.
+            raise AtlasNoCompletedSnapshotError(
                 f"Cluster {cluster_name!r} in project {group} has no COMPLETED backup snapshot yet. Atlas takes "
                 "the first flex snapshot about 24 hours after the cluster is created; check backups are enabled.",
                 status=None,

@@ -13,6 +13,7 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasApiError,
     AtlasAuthenticationError,
     AtlasFlexConfigError,
+    AtlasNoCompletedSnapshotError,
     AtlasNotFoundError,
     AtlasPermissionError,
     AtlasRateLimitError,
@@ -294,7 +295,7 @@ class TestPagingAndEnvelope:
 
     def test_no_completed_snapshot_is_explained(self, requests_mock, digest_conn):
         requests_mock.get(f"{CLUSTER_URL}/backup/snapshots", json={"results": [], "totalCount": 0})
-        with pytest.raises(AtlasNotFoundError, match="no COMPLETED backup snapshot yet"):
+        with pytest.raises(AtlasNoCompletedSnapshotError, match="no COMPLETED backup snapshot yet"):
             AtlasFlexHook().get_newest_completed_snapshot(CLUSTER)
 
 
