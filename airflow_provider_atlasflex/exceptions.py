@@ -18,6 +18,28 @@ except ImportError:  # Airflow 3.0
     )
 
 
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AtlasApiError",
+    "AtlasAuthenticationError",
+    "AtlasBadRequestError",
+    "AtlasFlexConfigError",
+    "AtlasFlexError",
+    "AtlasMissingRoleError",
+    "AtlasNoCompletedSnapshotError",
+    "AtlasNotFoundError",
+    "AtlasPermissionError",
+    "AtlasRateLimitError",
+    "AtlasRedirectError",
+    "AtlasUnexpectedAnswerError",
+    "RestoreJobFailedError",
+    "SnapshotLinkExpiredError",
+    "SnapshotTransferError",
+]
+
+
 class AtlasFlexError(AirflowException):
     """Base class of every error this provider raises."""
 

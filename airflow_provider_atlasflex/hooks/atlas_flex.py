@@ -8,9 +8,9 @@ from functools import cached_property
 from typing import Any
 
 import requests
+from airflow.sdk import BaseHook
 from requests.auth import AuthBase, HTTPDigestAuth
 
-from airflow.sdk import BaseHook
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
@@ -18,7 +18,9 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasFlexError,
     AtlasNoCompletedSnapshotError,
     AtlasNotFoundError,
+    AtlasPermissionError,
 )
+from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
@@ -79,17 +81,6 @@ class AtlasFlexHookBase(BaseHook):
         self._retry_policy = retry_policy
         self._sent_token: str | None = None  # the bearer token of the last request, to invalidate on 401
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Connection form for Airflow < 3.2 (newer versions read the provider metadata)."""
-        from airflow_provider_atlasflex.get_provider_info import UI_FIELD_BEHAVIOUR
-
-        return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-        }
-
     def _missing_connection(self) -> AtlasFlexConfigError:
         return AtlasFlexConfigError(
             f"Connection {self.atlas_conn_id!r} is not defined: create a connection of type {CONN_TYPE!r} with "
@@ -149,6 +140,17 @@ class AtlasFlexHook(AtlasFlexHookBase):
     :param atlas_conn_id: connection of type ``mongodb_atlas`` (login/password = API key pair or
         service-account client id/secret; extras: auth_type, group_id, timeout, max_retries, proxies, verify).
     """
+
+    # Airflow < 3.2 reads the form only from the hook class's own __dict__: keep these two here.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form (Airflow < 3.2)."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Typed, defaulted extra fields of the connection form (Airflow < 3.2)."""
+        return connection_form.connection_form_widgets()
 
     @cached_property
     def config(self) -> AtlasConnectionConfig:
@@ -254,7 +256,13 @@ class AtlasFlexHook(AtlasFlexHookBase):
         )
 
     def test_connection(self) -> tuple[bool, str]:
-        """Used by the UI's Test button: authenticates and, with a default project, reads it."""
+        """The UI's Test button (and ``airflow connections test``): always authenticates against Atlas.
+
+        Sends: the token request (service account), ``listGroups`` (needs no project, so a wrong key
+        fails even without ``group_id``), and with a default project two probes that cannot change
+        anything: a GET of a cluster that does not exist (404 = may read the project) and a download
+        POST for that cluster and an all-zero snapshot id (403 = no export role; 404 = allowed).
+        """
         try:
             config = self.config
             if config.auth_type == "service_account":
@@ -263,18 +271,43 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 TOKEN_CACHE.put(
                     self._token_key, token, lambda value: revoke_token(config, value), shared=config.share_tokens
                 )
-            if config.group_id:
-                # A made-up cluster name: 404 CLUSTER_NOT_FOUND proves auth and project access.
-                try:
-                    self.get_flex_cluster("airflow-connection-test", config.group_id)
-                except AtlasNotFoundError as exc:
-                    if exc.error_code != "CLUSTER_NOT_FOUND":
-                        raise
-            elif config.auth_type == "digest":
-                return True, "Connection parsed; set the group_id extra to test access to a project."
-            return True, f"Authenticated to {config.base_url} as {config.credential_label}."
+            who = f"Authenticated to {config.base_url} as {config.credential_label}"
+            try:
+                page = self.run(ops.list_groups(1, ops.MAX_ITEMS_PER_PAGE))
+                projects = [g["id"] for g in page["results"]]
+                seen = f"; it can see {page.get('totalCount', len(projects))} project(s)"
+            except AtlasPermissionError:  # authenticated (not 401), but without an organization role
+                projects, seen = [], "; it may not list projects (no organization role)"
+            if not config.group_id:
+                listed = f": {', '.join(projects[:5])}" + (" ..." if len(projects) > 5 else "") if projects else ""
+                return True, (
+                    f"{who}{seen}{listed}. Set the group_id extra to the project to export from, then Test again to "
+                    "check the credential may read its backups and request downloads."
+                )
+            return self._test_project_access(config.group_id, f"{who}{seen}")
         except AtlasFlexError as exc:
             return False, str(exc)
+
+    def _test_project_access(self, group_id: str, who: str) -> tuple[bool, str]:
+        probe = "airflow-connection-test"
+        try:
+            self.get_flex_cluster(probe, group_id)
+        except AtlasNotFoundError as exc:
+            if exc.error_code != "CLUSTER_NOT_FOUND":
+                return False, f"{who}, but project {group_id} (the group_id extra) was not found or is not visible: {exc}"
+        except AtlasPermissionError as exc:
+            return False, f"{who}, but it may not read project {group_id}: {exc}"
+        try:
+            self.run(ops.download_snapshot(group_id, probe, "0" * 24))
+        except AtlasNotFoundError:
+            pass  # past the role check: the made-up cluster does not exist, nothing was created
+        except AtlasPermissionError:
+            return False, (
+                f"{who}. In project {group_id} it can read backups but can NOT request downloads: grant it the "
+                "Project Backup Export Operator role (or Project Owner) for nightly exports; as it is, only "
+                "waiting for existing jobs (the sensor) works."
+            )
+        return True, f"{who}. In project {group_id} it can read backups and request downloads."
 
     # ---- the engine -----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
+from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
@@ -44,6 +45,17 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         self._config: AtlasConnectionConfig | None = None
         self._client: httpx.AsyncClient | None = None
         self._token_lock = asyncio.Lock()
+
+    # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form (Airflow < 3.2)."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Typed, defaulted extra fields of the connection form (Airflow < 3.2)."""
+        return connection_form.connection_form_widgets()
 
     async def aconfig(self) -> AtlasConnectionConfig:
         if self._config is None:

@@ -115,7 +115,7 @@ class AtlasConnectionConfig:
                 )
             ),
             proxies=_proxies(conn_id, extras.get("proxies")),
-            verify=_verify(conn_id, extras.get("verify", True)),
+            verify=_verify_with_bundle(conn_id, extras.get("verify", True), extras.get("ca_bundle")),
             share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
             allow_insecure_http=allow_insecure_http,
         )
@@ -292,6 +292,27 @@ def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> 
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise AtlasFlexConfigError(f"Connection {conn_id!r}: extra {name} must be true or false, got {value!r}.")
+
+
+def _verify_with_bundle(conn_id: str, verify: Any, ca_bundle: Any) -> bool | str:
+    """``verify`` (true/false or, as before, a bundle path) combined with the form's ``ca_bundle`` field."""
+    checked = _verify(conn_id, verify)
+    if ca_bundle in (None, ""):
+        return checked
+    if not isinstance(ca_bundle, str) or not ca_bundle.strip():
+        raise AtlasFlexConfigError(f"Connection {conn_id!r}: extra ca_bundle must be the path of a CA bundle.")
+    if checked is False:
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} sets both verify=false and a ca_bundle; turn verify on to use the CA bundle "
+            "(or clear ca_bundle)."
+        )
+    path = ca_bundle.strip()
+    if not os.path.exists(path):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r}: extra ca_bundle names {path!r}, which does not exist on this machine; give "
+            "the path of a PEM file (or directory) present on every worker and triggerer, or leave it empty."
+        )
+    return path
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:

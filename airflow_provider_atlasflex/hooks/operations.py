@@ -6,7 +6,7 @@ Shared by the sync and async hooks so that a path, a parameter or a validation r
 from __future__ import annotations
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
-from airflow_provider_atlasflex.hooks.api_protocol import API_PREFIX, ApiCall
+from airflow_provider_atlasflex.hooks.api_protocol import API_PREFIX, ATLAS_MEDIA_TYPE_2023, ApiCall
 from airflow_provider_atlasflex.validation import require_cluster_name, require_object_id
 
 MAX_ITEMS_PER_PAGE = 500
@@ -80,6 +80,14 @@ def get_snapshot(group_id: str, cluster_name: str, snapshot_id: str) -> ApiCall:
         group_id=group_id,
         cluster=cluster_name,
         subject=f"Snapshot {snapshot_id}",
+    )
+
+
+def list_groups(page: int, items_per_page: int) -> ApiCall:
+    """The projects the credentials can see: needs no project id, so it proves any credential (versioned 2023-01-01)."""
+    return ApiCall(
+        "listGroups", "GET", f"{API_PREFIX}/groups", params=_page_params(page, items_per_page),
+        media_type=ATLAS_MEDIA_TYPE_2023,
     )
 
 

@@ -34,6 +34,12 @@ API_VERSION = "2024-11-13"
 ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
 SUCCESS_CONTENT_TYPE = f"{ATLAS_MEDIA_TYPE};charset=utf-8"
 RATE_LIMIT = 1200
+# Operations versioned other than API_VERSION in the spec (each operation has its own version).
+_OPERATION_VERSIONS = {"listGroups": "2023-01-01"}
+
+
+def media_type_of(operation: str) -> str:
+    return f"application/vnd.atlas.{_OPERATION_VERSIONS.get(operation, API_VERSION)}+json"
 TARGET_NAME_MAX = 64
 
 # Roles allowed to call each write operation (x-rolesRequirements + Project Owner).
@@ -146,11 +152,13 @@ class AdminApi:
         headers += list(err.headers.items())
         return Reply(err.status, headers, render_json(body, pretty))
 
-    def _ok(self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int) -> Reply:
+    def _ok(
+        self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int, media_type: str = ATLAS_MEDIA_TYPE
+    ) -> Reply:
         if envelope:
             body = {**body, "status": 200} if is_list else {"content": body, "status": 200}
         headers = [
-            ("Content-Type", SUCCESS_CONTENT_TYPE),
+            ("Content-Type", f"{media_type};charset=utf-8"),
             ("RateLimit-Limit", str(RATE_LIMIT)),
             ("RateLimit-Remaining", str(remaining)),
         ]
@@ -178,7 +186,7 @@ class AdminApi:
             principal = self.authenticate(req)
             remaining = self._rate.hit(principal.name)
             accept = req.headers.get("Accept", "")
-            if ATLAS_MEDIA_TYPE not in _media_types(accept):
+            if media_type_of(route.operation) not in _media_types(accept):
                 raise ApiErrorResponse(406, "INVALID_VERSION_DATE", "Invalid accept header or version date.")
             plan = self.faults.on_call(route.operation, params.get("name"))
             fired = [f.id for f in plan.fired]
@@ -211,6 +219,10 @@ class AdminApi:
             include_count = parse_bool(req.query, "includeCount", True)
             items_per_page = parse_int(req.query, "itemsPerPage", 100, 1, 500)
             page_num = parse_int(req.query, "pageNum", 1, 1, None)
+        if route.operation == "listGroups":
+            # Every principal of the emulator has a role in its one project.
+            body = self._page(req, [self.state.group_json()], include_count, items_per_page, page_num)
+            return self._ok(body, pretty, envelope, True, remaining, media_type_of(route.operation))
         group_id, name = params["groupId"], params["name"]
         st = self.state
         if group_id != st.group_id:

@@ -85,6 +85,8 @@ ROUTES: tuple[Route, ...] = (
     _route("getGroupFlexClusterBackupRestoreJob", "GET", "/backup/restoreJobs/{restoreJobId}"),
     _route("listGroupFlexClusterBackupSnapshots", "GET", "/backup/snapshots", paginated=True),
     _route("getGroupFlexClusterBackupSnapshot", "GET", "/backup/snapshots/{snapshotId}"),
+    # The projects the credentials can see (no groupId in the path; versioned 2023-01-01).
+    Route("listGroups", "GET", "/api/atlas/v2/groups", re.compile(r"^/api/atlas/v2/groups$"), (), paginated=True),
 )
 
 

@@ -196,6 +196,18 @@ class ProjectState:
     def cluster_names(self) -> list[str]:
         return list(self._clusters)
 
+    def group_json(self) -> dict[str, Any]:
+        """The project as listGroups shows it (Group: id, name, orgId, clusterCount, created, links)."""
+        created = min((c["created"] for c in self._clusters.values()), default=self.clock())
+        return {
+            "id": self.group_id,
+            "name": f"emulated-project-{self.seed}"[:64],
+            "orgId": derive_hex(self.seed, "org"),
+            "clusterCount": len(self._clusters) + len(self._non_flex),
+            "created": iso(created),
+            "links": [{"href": f"{self.base_url}/api/atlas/v2/groups/{self.group_id}", "rel": "self"}],
+        }
+
     def require_cluster(self, group_id: str, name: str) -> None:
         """Raise the 404/400 Atlas gives for a wrong project or a missing/non-flex cluster."""
         if group_id != self.group_id:
