@@ -46,8 +46,11 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "token_sharing": {
         "label": "Token sharing",
-        "schema": {"type": "string", "enum": ["host", "process"], "default": "host"},
-        "description": "Service accounts only. host: the task processes on a machine share one access token "
+        # No "default" here: Airflow masks the value of any field whose name contains "token" ("***"), and
+        # the form would save that. Empty means host.
+        "schema": {"type": "string", "enum": ["host", "process"]},
+        "description": "Service accounts only. host (default, also when empty): the task processes on a machine "
+        "share one access token "
         "(Atlas allows 10 token requests a minute); process: each process keeps its own and revokes it on exit.",
     },
     "allow_insecure_http": {

@@ -92,3 +92,14 @@ def test_ca_bundle_field_sets_verify(monkeypatch, tmp_path):
     set_connection(monkeypatch, login="pubkey01", password="x" * 8, extra={"verify": False, "ca_bundle": str(bundle)})
     with pytest.raises(ValueError, match="both verify=false and a ca_bundle"):
         AtlasFlexHook().config  # noqa: B018
+
+
+def test_airflow_shows_every_default_unmasked():
+    # Airflow masks values of fields whose names look secret (e.g. containing "token"); a masked default
+    # would be saved as "***" by the form.
+    connections = pytest.importorskip("airflow.api_fastapi.core_api.services.ui.connections")
+    meta = {m.connection_type: m for m in connections.HookMetaService.hook_meta_data()}["mongodb_atlas"]
+    values = {name: field["value"] for name, field in meta.extra_fields.items()}
+    assert "***" not in values.values(), values
+    assert values["auth_type"] == "service_account" and values["verify"] is True and values["timeout"] == 60
+    assert meta.extra_fields["auth_type"]["schema"]["enum"] == ["service_account", "digest"]
