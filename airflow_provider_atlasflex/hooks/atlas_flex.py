@@ -114,7 +114,7 @@ class AtlasFlexHookBase(BaseHook):
 def revoke_token(config: AtlasConnectionConfig, token: str) -> None:
     """Revoke one access token (one attempt; used at process exit and by ``close``)."""
     call = revoke_call(token)
-    requests.post(
+    response = requests.post(
         config.base_url + call.path,
         data=call.body(),
         headers={**call.headers(), "Authorization": basic_authorization(config.principal, config.secret)},
@@ -122,7 +122,14 @@ def revoke_token(config: AtlasConnectionConfig, token: str) -> None:
         proxies=config.proxies,
         verify=config.verify,
         allow_redirects=False,  # the client secret goes to the configured host only
-    ).raise_for_status()
+        stream=True,  # the body is never needed: closing unread bounds what a hostile answer costs
+    )
+    try:
+        response.raise_for_status()
+        if response.is_redirect:
+            raise requests.HTTPError(f"token revocation answered with a redirect (HTTP {response.status_code})")
+    finally:
+        response.close()
 
 
 class _BearerAuth(AuthBase):
