@@ -22,7 +22,7 @@ from airflow_provider_atlasflex.exceptions import (
 )
 from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
-from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
+from airflow_provider_atlasflex.hooks.answers import MAX_API_BODY_BYTES, READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -132,6 +132,26 @@ def revoke_token(config: AtlasConnectionConfig, token: str) -> None:
         response.close()
 
 
+class _BoundedDigestAuth(HTTPDigestAuth):
+    """requests' Digest auth, except that a challenge's body is read no further than MAX_API_BODY_BYTES.
+
+    requests reads the whole body of a 401 before answering its challenge (``r.content``); a
+    hostile host could make that any size. The body is not needed to answer, so it is capped here.
+    """
+
+    def handle_401(self, r: requests.Response, **kwargs: Any) -> requests.Response:
+        if 400 <= r.status_code < 500 and "digest" in r.headers.get("www-authenticate", "").lower():
+            kept = bytearray()
+            for chunk in r.iter_content(READ_CHUNK_BYTES):
+                kept += chunk
+                if len(kept) > MAX_API_BODY_BYTES:
+                    r.raw.close()  # never return a half-read connection to the pool
+                    break
+            r._content = bytes(kept)
+            r._content_consumed = True
+        return super().handle_401(r, **kwargs)
+
+
 class _BearerAuth(AuthBase):
     def __init__(self, token: str) -> None:
         self._token = token
@@ -181,7 +201,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
         """One Digest state per hook session: the first call answers a challenge, later calls reuse its
         nonce with an increasing nonce count (requests keeps that state per thread inside the object),
         and a new challenge is answered only when Atlas says the nonce is stale."""
-        return HTTPDigestAuth(self.config.principal, self.config.secret)
+        return _BoundedDigestAuth(self.config.principal, self.config.secret)
 
     def get_conn(self) -> requests.Session:
         return self.session

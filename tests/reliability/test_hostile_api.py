@@ -331,3 +331,29 @@ def test_huge_api_body_is_capped(monkeypatch, caller, announced):
     assert ("announces" if announced else "passed 16777216 bytes") in str(failed.value)
     if announced:
         assert peak < MAX_API_BODY_BYTES
+
+
+@reliability(
+    "hostile",
+    "The Digest challenge (401) arrives with a 100 MiB body (sync hook; requests reads a challenge's whole "
+    "body before answering)",
+    "Read the challenge's body no further than the 16 MiB cap, answered the challenge, carried on",
+    "Nothing: the call succeeds with bounded memory",
+)
+def test_huge_digest_challenge_body_is_capped(monkeypatch):
+    def serve(seen: Seen) -> Answer:
+        if seen.headers.get("Authorization", "").startswith("Digest "):
+            return json_answer(a_job())
+        headers = {"WWW-Authenticate": CHALLENGE, "Content-Type": "application/json"}
+        return Answer(401, headers, endless(100 * 1024 * 1024), length=False)
+
+    with HostileServer(serve) as atlas:
+        connect(monkeypatch, atlas.base_url, "digest")
+        tracemalloc.start()
+        try:
+            job = call_sync("get")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert job["id"] == JOB
+    assert peak < 3 * MAX_API_BODY_BYTES, f"peak {peak / 2**20:.0f} MiB"
