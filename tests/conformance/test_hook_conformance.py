@@ -124,3 +124,14 @@ def _validate_all(spec, emu: AtlasEmulator) -> set[str]:
         if exchange.operation in HOOK_OPERATIONS:
             checked.add(exchange.operation)
     return checked
+
+
+@pytest.mark.parametrize("auth", ["digest", "service_account"])
+def test_connection_test_requests_and_responses_conform(openapi_spec, emulator, monkeypatch, auth):
+    # listGroups (versioned 2023-01-01) and the two project probes, as the Test button sends them.
+    use(monkeypatch, emulator, auth)
+    ok, message = AtlasFlexHook(retry_policy=FAST).test_connection()
+    assert ok, message
+    _validate_all(openapi_spec, emulator)  # raises on any exchange the spec refuses, listGroups included
+    sent = {x.operation for x in emulator.requests if x.principal}
+    assert {"listGroups", "getGroupFlexCluster", "downloadGroupFlexClusterBackup"} <= sent
