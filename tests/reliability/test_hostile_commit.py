@@ -29,6 +29,7 @@ from airflow_provider_atlasflex.version import __version__
 from tests.reliability.conftest import files_under
 from tests.reliability.registry import case, reliability
 from tests.reliability.test_faults_transfer import RUN_DATE, copy, request_link, sha256_of
+from tests.unit.test_export_commit import otherfs  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.usefixtures("fresh_tokens", "fast_retries")
 
@@ -523,3 +524,25 @@ def _osp(path: Path) -> Any:
     from airflow.sdk import ObjectStoragePath
 
     return ObjectStoragePath(path.as_uri())
+
+
+@reliability(
+    "hostile",
+    "dst on a filesystem the provider treats as generic fsspec (no hard links, modes or fsync: e.g. object stores)",
+    "Copied to its own unique temporary object, moved it into place after verification, then the sidecars; a "
+    "retry found them, re-hashed dst and did not copy again",
+    "Nothing: identical bytes with sidecars; no-clobber there is check-then-move (documented limit)",
+)
+@pytest.mark.usefixtures("otherfs")
+def test_generic_filesystem_commit_and_retry(emu, atlas_conn, tmp_path):
+    atlas_conn(emu, "digest")
+    job = request_link()
+    dst = f"otherfs://{tmp_path}/exports/{{cluster_name}}/{{date}}/{{snapshot_id}}.tgz"
+    first = copy(tmp_path, job["id"], dst=dst)
+    retry = copy(tmp_path, job["id"], dst=dst)
+
+    target = target_of(tmp_path, job["snapshotId"])
+    assert sha256_of(target) == first["sha256"] == emu.expected_sha256(job["snapshotId"])
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name, f"{target.name}.json", f"{target.name}.sha256"]
+    assert (first["already_present"], retry["already_present"]) == (False, True)
+    assert len(emu.requests.by_operation("snapshotFile")) == 1
