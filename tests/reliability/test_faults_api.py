@@ -203,7 +203,8 @@ def test_bearer_token_lost_mid_run(emu, atlas_conn, tmp_path, how):
     assert result["sha256"] == emu.expected_sha256(job["snapshotId"])
     assert all_statuses(emu, "oauthToken") == [200, 200]
     assert all_statuses(emu, "getGroupFlexClusterBackupRestoreJob") == [401, 200]
-    assert files_under(tmp_path) == [f"{job['snapshotId']}.tgz"]
+    name = f"{job['snapshotId']}.tgz"
+    assert files_under(tmp_path) == [name, f"{name}.json", f"{name}.sha256"]  # the export and its sidecars
 
 
 NONCE_TTL = 300.0
