@@ -50,7 +50,7 @@ def test_a_new_session_is_challenged_again(emu, atlas_conn):
     "auth, expected_total, expected_extra",
     # Three tasks (request link, wait, copy), each one hook session: digest pays one 401 leg per task,
     # a service account one token request per export (the token is shared by the three tasks).
-    [("digest", 9, {"401": 3}), ("service_account", 7, {"oauthToken": 1})],
+    [("digest", 10, {"401": 3}), ("service_account", 8, {"oauthToken": 1})],
 )
 def test_requests_per_export(emu, atlas_conn, tmp_path, auth, expected_total, expected_extra):
     atlas_conn(emu, auth, token_sharing="process")
