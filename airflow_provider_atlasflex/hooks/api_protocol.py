@@ -24,7 +24,8 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasRateLimitError,
 )
 
-ATLAS_MEDIA_TYPE = "application/vnd.atlas.2024-11-13+json"
+API_VERSION = "2024-11-13"
+ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
 API_PREFIX = "/api/atlas/v2"
 TOKEN_PATH = "/api/oauth/token"
 REVOKE_PATH = "/api/oauth/revoke"
@@ -38,7 +39,15 @@ ROLE_NEEDED = {
     "getGroupFlexClusterBackupRestoreJob": "Project Read Only",
     "listGroupFlexClusterBackupSnapshots": "Project Read Only",
     "getGroupFlexClusterBackupSnapshot": "Project Read Only",
+    "listGroupFlexClusters": "Project Read Only",
+    "listGroups": "Organization Member (or Project Read Only on each project)",
+    "createGroupFlexClusterBackupRestoreJob": "Project Backup Recovery Operator (or Project Owner)",
 }
+
+
+def media_type(version: str) -> str:
+    """The versioned media type of one API version (each operation names its own in the spec)."""
+    return f"application/vnd.atlas.{version}+json"
 
 
 @dataclass(frozen=True)
@@ -53,15 +62,18 @@ class ApiCall:
     group_id: str | None = None
     cluster: str | None = None
     subject: str | None = None
+    # The spec's x-xgen-version of this operation (listGroups is 2023-01-01, the flex ones 2024-11-13).
+    version: str = API_VERSION
 
     @property
     def idempotent(self) -> bool:
         return self.method in ("GET", "HEAD")
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": ATLAS_MEDIA_TYPE}
+        media = media_type(self.version)
+        headers = {"Accept": media}
         if self.json_body is not None:
-            headers["Content-Type"] = ATLAS_MEDIA_TYPE
+            headers["Content-Type"] = media
         return headers
 
     def body(self) -> bytes | None:
