@@ -49,7 +49,9 @@ def restore_finished(job: Mapping[str, Any]) -> bool:
 
     Raises :class:`RestoreJobFailedError` when waiting cannot help: FAILED, or not a RESTORE job.
     """
-    what = f"restore job {job.get('id')} (snapshot {job.get('snapshotId')} into {job.get('targetDeploymentItemName')!r})"
+    what = (
+        f"restore job {job.get('id')} (snapshot {job.get('snapshotId')} into {job.get('targetDeploymentItemName')!r})"
+    )
     if job.get("deliveryType") not in (None, RESTORE):
         raise RestoreJobFailedError(
             f"{what} has deliveryType {job.get('deliveryType')!r}, not RESTORE: it is a download, not a restore "

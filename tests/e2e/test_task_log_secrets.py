@@ -33,6 +33,7 @@ from tests.e2e.airflow_runs import (
     CLUSTERS,
     MAPPED_TASKS,
     RESTORE_SECONDS,
+    UNMAPPED_TASKS,
     assert_exported_identically,
     database_text,
     run_nightly,
@@ -128,7 +129,7 @@ def _level(line: str) -> str | None:
 
 
 def every_task_instance(clusters: int = len(CLUSTERS)) -> set[tuple[str, int]]:
-    return {("clusters_to_export", -1)} | {(t, i) for t in MAPPED_TASKS for i in range(clusters)}
+    return {(t, -1) for t in UNMAPPED_TASKS} | {(t, i) for t in MAPPED_TASKS for i in range(clusters)}
 
 
 def assert_logs_mention_the_export(sandbox: AirflowSandbox, emu: AtlasEmulator, cluster: str, index: int) -> None:

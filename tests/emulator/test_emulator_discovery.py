@@ -83,7 +83,11 @@ def test_restore_job_lifecycle_into_a_target(clocked: AtlasEmulator, clock: Fake
     owner = digest_session(emu)
     sid = emu.newest_completed_snapshot_id("alpha")
     emu.add_cluster("scratch", snapshots=0)
-    r = post_json(owner, emu.cluster_url("alpha") + "/backup/restoreJobs", {"snapshotId": sid, "targetDeploymentItemName": "scratch"})
+    r = post_json(
+        owner,
+        emu.cluster_url("alpha") + "/backup/restoreJobs",
+        {"snapshotId": sid, "targetDeploymentItemName": "scratch"},
+    )
     assert r.status_code == 200, r.text
     job = r.json()
     assert job["deliveryType"] == "RESTORE" and job["status"] == "PENDING" and "snapshotUrl" not in job
