@@ -70,10 +70,10 @@ with DAG(
             description="Flex cluster names or glob patterns to export; empty: every flex cluster",
         ),
         "exclude": Param(
-            [],
+            ["restore-drill*"],
             type="array",
             items={"type": "string", "pattern": CLUSTER_PATTERN},
-            description="Glob patterns of clusters never to export",
+            description="Glob patterns of clusters never to export (default: the restore drill's scratch clusters)",
         ),
         "all_projects": Param(False, type="boolean", description="Every project the credentials can see"),
     },
