@@ -12,6 +12,7 @@ ENV = {"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False", "ATLAS_FLEX_POLL_SECON
 
 
 def test_restore_drill_restores_the_newest_snapshot_into_the_scratch_cluster(sandbox):
+    """Deferrable: the wait runs in the trigger (inline under ``dags test``), reused from the sensor."""
     with AtlasEmulator(clusters=("alpha", "beta"), snapshot_size=200_000, restore_duration=3.0) as emu:
         emu.add_cluster(SCRATCH, snapshots=0)
         newest = emu.newest_completed_snapshot_id("alpha")
@@ -19,10 +20,11 @@ def test_restore_drill_restores_the_newest_snapshot_into_the_scratch_cluster(san
             DAG_ID,
             logical_date="2026-11-22",
             connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
-            env=ENV,
+            env={**ENV, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True"},
             timeout=180,
         )
         assert result.succeeded, result.tail()
+        assert "new_state=deferred" in result.output
         assert emu.restored_snapshot(SCRATCH) == newest
         restores = [j for j in emu.restore_jobs("alpha") if j["deliveryType"] == "RESTORE"]
         assert len(restores) == 1 and restores[0]["targetDeploymentItemName"] == SCRATCH

@@ -253,3 +253,45 @@ def test_restore_defers_with_the_shared_trigger(emu):
     assert op.execute_complete(make_context(), {"status": "success", "job": {"id": "x"}}) == {"id": "x"}
     with pytest.raises(RestoreJobFailedError):
         op.execute_complete(make_context(), {"status": "failed", "message": "FAILED"})
+
+
+def _trigger_events(emu: AtlasEmulator, job_id: str, wait_for: str) -> list[dict[str, Any]]:
+    import asyncio
+    import time
+
+    from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+
+    trigger = AtlasFlexRestoreJobTrigger(
+        cluster_name="alpha",
+        restore_job_id=job_id,
+        group_id=None,
+        atlas_conn_id="mongodb_atlas_default",
+        poll_interval=0.05,
+        end_time=time.time() + 20,
+        wait_for=wait_for,
+    )
+
+    async def collect() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def test_trigger_waits_for_a_restore_job_to_complete(emu):
+    emu.restore_duration = 0.5
+    job = AtlasFlexHook().request_restore("alpha", emu.newest_completed_snapshot_id("alpha"), "beta")
+    [event] = _trigger_events(emu, job["id"], "completed")
+    assert event["status"] == "success" and event["job"]["status"] == "COMPLETED"
+    polls = [x for x in emu.requests.by_operation("getGroupFlexClusterBackupRestoreJob") if x.status == 200]
+    assert len(polls) >= 2  # it waited through PENDING/RUNNING
+    # the default still waits for a download link, and a RESTORE job never gets one
+    [refused] = _trigger_events(emu, job["id"], "snapshot_url")
+    assert refused["status"] == "failed" and "not DOWNLOAD" in refused["message"]
+
+
+def test_trigger_reports_a_failed_restore_job(emu):
+    emu.fail_next_restore("alpha")
+    emu.restore_duration = 0.2
+    job = AtlasFlexHook().request_restore("alpha", emu.newest_completed_snapshot_id("alpha"), "beta")
+    [event] = _trigger_events(emu, job["id"], "completed")
+    assert event["status"] == "failed" and "FAILED" in event["message"]
