@@ -45,11 +45,13 @@ def build_night_report(
     exports: Sequence[Mapping[str, Any] | None],
     *,
     export_task_id: str = "export_cluster.copy_to_storage",
+    task_states: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per cluster: exported (with bytes, sha256 prefix, seconds), skipped or failed (with a reason).
 
     ``exports[i]`` is the XCom of the export mapped over ``discovery["exportable"][i]`` (None when
-    that export did not finish).
+    that export did not finish). ``task_states`` (Airflow's ``get_task_states`` of the run, keys
+    ``"<task_id>_<map_index>"``), when known, names the task that failed in the reason.
     """
     if not isinstance(discovery, Mapping):
         return [_row({}, FAILED, reason="cluster discovery did not finish: see the discovery task's log")]
@@ -69,14 +71,26 @@ def build_night_report(
                 )
             )
         else:
-            rows.append(
-                _row(target, FAILED, reason=f"export did not finish: see the log of {export_task_id} [{index}]")
-            )
+            rows.append(_row(target, FAILED, reason=_why_not_finished(export_task_id, index, task_states or {})))
     for entry in discovery.get("skipped") or []:
         rows.append(_row(entry, SKIPPED, reason=entry.get("reason")))
     for entry in discovery.get("missing") or []:
         rows.append(_row(entry, FAILED, reason=entry.get("reason")))
     return rows
+
+
+def _why_not_finished(export_task_id: str, index: int, task_states: Mapping[str, Any]) -> str:
+    """Which tasks of the mapped export did not succeed (from the run's task states), else where to look."""
+    group = export_task_id.rsplit(".", 1)[0] + "." if "." in export_task_id else ""
+    suffix = f"_{index}"
+    unhappy = [
+        f"{key[: -len(suffix)]} {state}"
+        for key, state in task_states.items()
+        if key.startswith(group) and key.endswith(suffix) and state not in ("success", None)
+    ]
+    if unhappy:
+        return f"export did not finish: {', '.join(sorted(unhappy))} (map index {index}; see that task's log)"
+    return f"export did not finish: see the log of {export_task_id} [{index}]"
 
 
 def _row(where: Mapping[str, Any], outcome: str, **fields: Any) -> dict[str, Any]:
@@ -158,7 +172,8 @@ class AtlasFlexNightReportOperator(BaseOperator):
         exportable = discovery.get("exportable") or [] if isinstance(discovery, Mapping) else []
         # One pull per map index: the i-th mapped export ran for exportable[i] (same on every Airflow 3 minor).
         exports = [ti.xcom_pull(task_ids=self.export_task_id, map_indexes=i) for i in range(len(exportable))]
-        rows = build_night_report(discovery, exports, export_task_id=self.export_task_id)
+        states = self._task_states(ti) if len(exports) > sum(1 for e in exports if e) else {}
+        rows = build_night_report(discovery, exports, export_task_id=self.export_task_id, task_states=states)
         self.log.info("The night's exports:\n%s", render_table(rows))
         ti.xcom_push(key="report", value=rows)
         failed = [r for r in rows if r["outcome"] == FAILED]
@@ -168,3 +183,18 @@ class AtlasFlexNightReportOperator(BaseOperator):
                 f"{len(failed)} cluster(s) failed tonight: {names}. {summary(rows)}; see the table above."
             )
         return rows
+
+    def _task_states(self, ti: Any) -> dict[str, Any]:
+        """The run's task states, to say which task of a failed export failed; {} where Airflow cannot tell."""
+        getter = getattr(ti, "get_task_states", None)
+        if getter is None or "." not in self.export_task_id:
+            return {}
+        try:
+            found = getter(
+                dag_id=ti.dag_id, run_ids=[ti.run_id], task_group_id=self.export_task_id.rsplit(".", 1)[0]
+            )
+        except Exception as exc:  # noqa: BLE001 - a nicer reason is not worth failing the report over
+            self.log.info("Could not read the run's task states (%s); the report points at the logs instead", exc)
+            return {}
+        states = found.get(ti.run_id) if isinstance(found, Mapping) else None
+        return dict(states) if isinstance(states, Mapping) else {}

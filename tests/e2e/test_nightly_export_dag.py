@@ -129,5 +129,7 @@ def test_nightly_report_fails_the_run_when_a_cluster_fails(sandbox, tmp_path):
         assert not result.succeeded
         report = read_xcoms(sandbox, "night_report", "report")[-1]
         assert {r["cluster_name"]: r["outcome"] for r in report} == {"alpha": "exported", "beta": "failed"}
+        # the reason names the task that failed (Airflow's task states of the run)
+        assert "export_cluster.wait_for_link failed" in next(r["reason"] for r in report if r["cluster_name"] == "beta")
         assert "1 cluster(s) failed tonight: beta" in result.output
         assert (exports / "alpha" / RUN_DATE / f"{emu.newest_completed_snapshot_id('alpha')}.tgz").is_file()

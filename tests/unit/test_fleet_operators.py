@@ -295,3 +295,18 @@ def test_trigger_reports_a_failed_restore_job(emu):
     job = AtlasFlexHook().request_restore("alpha", emu.newest_completed_snapshot_id("alpha"), "beta")
     [event] = _trigger_events(emu, job["id"], "completed")
     assert event["status"] == "failed" and "FAILED" in event["message"]
+
+
+def test_report_names_the_task_that_failed_when_airflow_can_tell():
+    states = {
+        "export_cluster.request_link_1": "success",
+        "export_cluster.wait_for_link_1": "failed",
+        "export_cluster.copy_to_storage_1": "upstream_failed",
+        "export_cluster.wait_for_link_0": "success",
+        "export_cluster.wait_for_link_10": "failed",  # another map index: not beta's
+    }
+    rows = build_night_report(DISCOVERY, [EXPORT, None], task_states=states)
+    assert rows[1]["reason"] == (
+        "export did not finish: export_cluster.copy_to_storage upstream_failed, export_cluster.wait_for_link failed "
+        "(map index 1; see that task's log)"
+    )
