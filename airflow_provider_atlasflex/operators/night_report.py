@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexError
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -165,8 +165,11 @@ class AtlasFlexNightReportOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         for name in ("discovery_task_id", "export_task_id"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip():
-                raise AtlasFlexError(f"{name} must name a task of this DAG, got {value!r}.")
+            if not isinstance(value, str) or not value.strip() or value != value.strip():
+                raise AtlasFlexConfigError(
+                    f"{name} must name a task of this DAG (e.g. 'discover_clusters' or "
+                    f"'export_cluster.copy_to_storage'), got {value!r}."
+                )
         ti = context["ti"]
         discovery = ti.xcom_pull(task_ids=self.discovery_task_id, map_indexes=-1)
         exportable = discovery.get("exportable") or [] if isinstance(discovery, Mapping) else []

@@ -130,6 +130,36 @@ def test_restore_operator_refuses_bad_input(emu, guard, monkeypatch, tmp_path, k
     assert context["ti"].pushed == {}
 
 
+# ---- AtlasFlexNightReportOperator ---------------------------------------------------------------
+
+T = "test_night_report_refuses_bad_input"
+REPORT_ROWS = [
+    row(T, "discovery-task-id-empty", "discovery_task_id='' (a template that rendered empty)",
+        "discovery_task_id must name a task of this DAG", "Refused before any XCom is read", {"discovery_task_id": ""}),
+    row(T, "export-task-id-none", "export_task_id=None",
+        "export_task_id must name a task of this DAG", "Refused before any XCom is read", {"export_task_id": None}),
+]
+
+
+class NoPullTI:
+    """A task instance whose XComs must not be read."""
+
+    def xcom_pull(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("XCom was read before the arguments were checked")
+
+    def xcom_push(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError("XCom was pushed for bad input")
+
+
+@pytest.mark.parametrize(("kwargs", "fragment"), REPORT_ROWS)
+def test_night_report_refuses_bad_input(emu, guard, tmp_path, kwargs, fragment):
+    from airflow_provider_atlasflex.operators.night_report import AtlasFlexNightReportOperator
+
+    with pytest.raises(Exception) as exc:
+        AtlasFlexNightReportOperator(task_id="night_report", **kwargs).execute({"ti": NoPullTI()})
+    assert_refused(exc, fragment, emu, guard, tmp_path)
+
+
 # ---- the hook's new calls ------------------------------------------------------------------------
 
 T = "test_fleet_hook_calls_refuse_bad_input"
