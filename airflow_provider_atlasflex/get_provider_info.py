@@ -108,7 +108,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "MongoDB Atlas",
-                "python-modules": ["airflow_provider_atlasflex.operators.snapshot_download"],
+                "python-modules": [
+                    "airflow_provider_atlasflex.operators.snapshot_download",
+                    "airflow_provider_atlasflex.operators.cluster_discovery",
+                    "airflow_provider_atlasflex.operators.night_report",
+                    "airflow_provider_atlasflex.operators.restore_snapshot",
+                ],
             }
         ],
         "sensors": [

@@ -27,9 +27,8 @@ from airflow_provider_atlasflex.exceptions import (
 )
 from airflow_provider_atlasflex.hooks.answers import check_shape, check_success_type, redirect_error, unexpected_answer
 
-ATLAS_MEDIA_TYPE = "application/vnd.atlas.2024-11-13+json"
-# listGroups (projects) is versioned 2023-01-01 in the spec: each operation sends its own version.
-ATLAS_MEDIA_TYPE_2023 = "application/vnd.atlas.2023-01-01+json"
+API_VERSION = "2024-11-13"
+ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
 API_PREFIX = "/api/atlas/v2"
 TOKEN_PATH = "/api/oauth/token"
 REVOKE_PATH = "/api/oauth/revoke"
@@ -43,8 +42,15 @@ ROLE_NEEDED = {
     "getGroupFlexClusterBackupRestoreJob": "Project Read Only",
     "listGroupFlexClusterBackupSnapshots": "Project Read Only",
     "getGroupFlexClusterBackupSnapshot": "Project Read Only",
-    "listGroups": "Organization Member or Project Read Only",
+    "listGroupFlexClusters": "Project Read Only",
+    "listGroups": "Organization Member (or Project Read Only on each project)",
+    "createGroupFlexClusterBackupRestoreJob": "Project Backup Recovery Operator (or Project Owner)",
 }
+
+
+def media_type(version: str) -> str:
+    """The versioned media type of one API version (each operation names its own in the spec)."""
+    return f"application/vnd.atlas.{version}+json"
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,8 @@ class ApiCall:
     group_id: str | None = None
     cluster: str | None = None
     subject: str | None = None
-    media_type: str = ATLAS_MEDIA_TYPE
+    # The spec's x-xgen-version of this operation (listGroups is 2023-01-01, the flex ones 2024-11-13).
+    version: str = API_VERSION
 
     @property
     def idempotent(self) -> bool:
@@ -75,9 +82,10 @@ class ApiCall:
         return ""
 
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": self.media_type}
+        media = media_type(self.version)
+        headers = {"Accept": media}
         if self.json_body is not None:
-            headers["Content-Type"] = self.media_type
+            headers["Content-Type"] = media
         return headers
 
     def body(self) -> bytes | None:

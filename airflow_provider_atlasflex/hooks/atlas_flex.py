@@ -55,6 +55,7 @@ from airflow_provider_atlasflex.restore_jobs import (
     newest_completed_snapshot,
     utcnow,
 )
+from airflow_provider_atlasflex.restore_targets import newest_restore_into
 from airflow_provider_atlasflex.validation import require_connection_id, require_object_id, require_timedelta
 
 USER_AGENT = "airflow-provider-atlasflex"
@@ -280,6 +281,53 @@ class AtlasFlexHook(AtlasFlexHookBase):
         call = ops.download_snapshot(group, cluster_name, snapshot_id)
         return self.run(
             call, reconcile=lambda: self.find_reusable_download_job(cluster_name, snapshot_id, group)
+        )
+
+    def list_flex_clusters(
+        self, group_id: str | None = None, items_per_page: int = ops.MAX_ITEMS_PER_PAGE
+    ) -> list[dict[str, Any]]:
+        """Every flex cluster of the project (listGroupFlexClusters), all pages."""
+        group = self._group(group_id)
+        return list(self._pages(lambda page: ops.list_flex_clusters(group, page, items_per_page)))
+
+    def list_groups(self, items_per_page: int = ops.MAX_ITEMS_PER_PAGE) -> list[dict[str, Any]]:
+        """Every project the credentials can see (listGroups, API version 2023-01-01), all pages."""
+        return list(self._pages(lambda page: ops.list_groups(page, items_per_page)))
+
+    def find_restore_job(
+        self,
+        cluster_name: str,
+        snapshot_id: str,
+        target_cluster_name: str,
+        target_group_id: str,
+        group_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The newest live RESTORE job of ``snapshot_id`` into the target, if one exists (not FAILED)."""
+        require_object_id(snapshot_id, "snapshot_id")
+        require_object_id(target_group_id, "target_group_id")
+        jobs = self.list_restore_jobs(cluster_name, group_id)
+        found = newest_restore_into(jobs, snapshot_id, target_cluster_name, target_group_id)
+        return None if found is None else dict(found)
+
+    def request_restore(
+        self,
+        cluster_name: str,
+        snapshot_id: str,
+        target_cluster_name: str,
+        target_group_id: str | None = None,
+        group_id: str | None = None,
+    ) -> dict[str, Any]:
+        """POST .../backup/restoreJobs and return the new RESTORE job.
+
+        As for downloads, a POST that may have been acted on (5xx, lost answer) is not sent again
+        before the existing jobs are checked for one restoring the same snapshot into the same target.
+        """
+        group = self._group(group_id)
+        target_group = group if target_group_id is None else require_object_id(target_group_id, "target_group_id")
+        call = ops.create_restore_job(group, cluster_name, snapshot_id, target_cluster_name, target_group)
+        return self.run(
+            call,
+            reconcile=lambda: self.find_restore_job(cluster_name, snapshot_id, target_cluster_name, target_group, group),
         )
 
     def test_connection(self) -> tuple[bool, str]:

@@ -34,12 +34,6 @@ API_VERSION = "2024-11-13"
 ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
 SUCCESS_CONTENT_TYPE = f"{ATLAS_MEDIA_TYPE};charset=utf-8"
 RATE_LIMIT = 1200
-# Operations versioned other than API_VERSION in the spec (each operation has its own version).
-_OPERATION_VERSIONS = {"listGroups": "2023-01-01"}
-
-
-def media_type_of(operation: str) -> str:
-    return f"application/vnd.atlas.{_OPERATION_VERSIONS.get(operation, API_VERSION)}+json"
 TARGET_NAME_MAX = 64
 
 # Roles allowed to call each write operation (x-rolesRequirements + Project Owner).
@@ -153,12 +147,12 @@ class AdminApi:
         return Reply(err.status, headers, render_json(body, pretty))
 
     def _ok(
-        self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int, media_type: str = ATLAS_MEDIA_TYPE
+        self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int, media: str = ATLAS_MEDIA_TYPE
     ) -> Reply:
         if envelope:
             body = {**body, "status": 200} if is_list else {"content": body, "status": 200}
         headers = [
-            ("Content-Type", f"{media_type};charset=utf-8"),
+            ("Content-Type", f"{media};charset=utf-8"),
             ("RateLimit-Limit", str(RATE_LIMIT)),
             ("RateLimit-Remaining", str(remaining)),
         ]
@@ -186,7 +180,7 @@ class AdminApi:
             principal = self.authenticate(req)
             remaining = self._rate.hit(principal.name)
             accept = req.headers.get("Accept", "")
-            if media_type_of(route.operation) not in _media_types(accept):
+            if route.media_type not in _media_types(accept):
                 raise ApiErrorResponse(406, "INVALID_VERSION_DATE", "Invalid accept header or version date.")
             plan = self.faults.on_call(route.operation, params.get("name"))
             fired = [f.id for f in plan.fired]
@@ -219,12 +213,18 @@ class AdminApi:
             include_count = parse_bool(req.query, "includeCount", True)
             items_per_page = parse_int(req.query, "itemsPerPage", 100, 1, 500)
             page_num = parse_int(req.query, "pageNum", 1, 1, None)
-        if route.operation == "listGroups":
-            # Every principal of the emulator has a role in its one project.
-            body = self._page(req, [self.state.group_json()], include_count, items_per_page, page_num)
-            return self._ok(body, pretty, envelope, True, remaining, media_type_of(route.operation))
-        group_id, name = params["groupId"], params["name"]
         st = self.state
+        op = route.operation
+        body: Any
+        if op in ("listGroups", "listGroupFlexClusters"):
+            if op == "listGroups":
+                items = st.groups_json()
+            else:
+                st.require_group(params["groupId"])
+                items = st.flex_clusters_json(params["groupId"])
+            body = self._page(req, items, include_count, items_per_page, page_num)
+            return self._ok(body, pretty, envelope, True, remaining, route.media_type)
+        group_id, name = params["groupId"], params["name"]
         if group_id != st.group_id:
             st.require_cluster(group_id, name)  # raises GROUP_NOT_FOUND
         needed = _WRITE_ROLES.get(route.operation)
@@ -237,8 +237,6 @@ class AdminApi:
                 [needed[1]],
             )
         st.require_cluster(group_id, name)
-        op = route.operation
-        body: Any
         if op == "getGroupFlexCluster":
             return self._ok(st.cluster_json(name), pretty, envelope, False, remaining)
         if op == "listGroupFlexClusterBackupSnapshots":
