@@ -81,7 +81,11 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "MongoDB Atlas",
-                "python-modules": ["airflow_provider_atlasflex.operators.snapshot_download"],
+                "python-modules": [
+                    "airflow_provider_atlasflex.operators.snapshot_download",
+                    "airflow_provider_atlasflex.operators.export_verify",
+                    "airflow_provider_atlasflex.operators.export_retention",
+                ],
             }
         ],
         "sensors": [
@@ -96,6 +100,9 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "Object Storage",
                 "python-module": "airflow_provider_atlasflex.transfers.snapshot_to_storage",
             }
+        ],
+        "asset-uris": [
+            {"schemes": ["mongodb-atlas"], "handler": "airflow_provider_atlasflex.transfers.asset_events.normalize_asset_uri"}
         ],
         "connection-types": [
             {

@@ -19,6 +19,7 @@ from airflow_provider_atlasflex.exceptions import (
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import ready_snapshot_url
+from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
     partial_path,
@@ -89,6 +90,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         link_refresh_poll_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", [EXPORT_ALIAS])  # one Asset event per export (see asset_events)
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.restore_job_id = restore_job_id
@@ -170,7 +172,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.log.info(
             "Exported snapshot %s of %s to %s: %d bytes, sha256 %s", snapshot_id, cluster, dst, result.bytes, result.sha256
         )
+        record_export(self, context, summary)
         return summary
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when its provider is installed): the cluster's snapshot in, the committed file out."""
+        return openlineage_facets(self)
 
     def _copy(
         self,
