@@ -18,6 +18,7 @@ from airflow_provider_atlasflex.transfers.export_check import (
     scan_exports,
     verify_export,
 )
+from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool
 
 if TYPE_CHECKING:
@@ -112,6 +113,9 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
         results = []
         for path in paths:
             result = verify_export(path, self.chunk_size)
+            if is_root and result["status"] != VERIFIED and _vanished(path):
+                self.log.info("Skipping %s: it and its manifest were deleted while scrubbing (retention?)", path)
+                continue
             results.append(result)
             if result["status"] == VERIFIED:
                 self.log.info(
@@ -134,6 +138,13 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                 f"{describe_failures(results)}"
             )
         return results
+
+
+def _vanished(path: ObjectStoragePath) -> bool:
+    try:
+        return not path.exists() and not sidecar_paths(path).manifest.exists()
+    except OSError:
+        return False
 
 
 def check_chunk_size(value: Any) -> int:

@@ -381,7 +381,7 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         try:
             raw = _read_small(_child(root, relative), listing[relative])
             manifest = parse_manifest(raw, export_path.name, str(_child(root, relative)))
-        except _NotOurs:
+        except (_NotOurs, FileNotFoundError):  # someone else's, or deleted since the listing
             continue
         except ManifestError as exc:
             if export_relative in listing:
