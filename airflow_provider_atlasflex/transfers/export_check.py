@@ -482,7 +482,7 @@ def require_storage_path(value: Any, what: str, conn_id: Any, *, directory: bool
             raise AtlasFlexConfigError(f"dst_conn_id {conn_id!r} is not a defined connection; create it.") from None
     try:
         path = value if isinstance(value, ObjectStoragePath) else ObjectStoragePath(value, conn_id=conn_id)
-        if not directory and (not path.name or path.name.startswith(".")):
+        if not directory and (not path.name or path.name.startswith(".") or text.endswith("/")):
             raise AtlasFlexConfigError(f"{what} {text!r} must end with the export's file name, e.g. {example!r}.")
         if directory and not path.path.strip("/"):
             raise AtlasFlexConfigError(f"{what} {text!r} is the root of the filesystem; name the exports' directory.")
