@@ -54,15 +54,20 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     :param root: directory or prefix holding the exports, e.g. ``s3://bucket/atlas`` (templated).
     :param dst_conn_id: connection for the storage (templated).
-    :param keep_last: newest exports to keep per cluster (1 or more), or None.
-    :param keep_days: keep exports of snapshots younger than this many days, or None.
+    :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
+    :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
         At least one of ``keep_last`` and ``keep_days`` is required.
     :param verify: how the newest export of a cluster is proven before anything of it is deleted:
         ``"size"`` (default: sidecars and file size) or ``"full"`` (sha256, gzip and tar re-read).
-    :param dry_run: only log and return what would be deleted.
+    :param dry_run: only log and return what would be deleted (templated).
+
+    ``keep_last``, ``keep_days`` and ``dry_run`` are templated so DAG params can set them; render
+    them as native values with ``render_template_as_native_obj=True`` on the DAG.
     """
 
-    template_fields: Sequence[str] = ("root", "dst_conn_id")
+    # keep_last, keep_days and dry_run are templated for DAG params; render them as numbers and
+    # booleans with ``render_template_as_native_obj=True`` on the DAG (text is refused, not guessed).
+    template_fields: Sequence[str] = ("root", "dst_conn_id", "keep_last", "keep_days", "is_dry_run")
     ui_color = "#3d4f58"
     ui_fgcolor = "#ffffff"
 
@@ -95,7 +100,9 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             )
         last = self.keep_last
         if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
-            raise AtlasFlexConfigError(f"keep_last must be a whole number of 1 or more, or None, got {last!r}.")
+            raise AtlasFlexConfigError(
+                f"keep_last must be a whole number of 1 or more, or None, got {last!r}{_text_hint(last)}."
+            )
         if self.keep_days is not None:
             require_positive_number(self.keep_days, "keep_days")
         if self.verify not in VERIFY_MODES:
@@ -231,6 +238,12 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 return [f"  {path}: {exc.strerror or exc}"]
             self.log.info("Deleted %s", path)
         return []
+
+
+def _text_hint(value: Any) -> str:
+    if isinstance(value, str):
+        return " (a template renders text unless the DAG sets render_template_as_native_obj=True)"
+    return ""
 
 
 def _taken_at(manifest: dict[str, Any]) -> datetime | None:
