@@ -30,7 +30,7 @@ def write_export(directory: Path, size: int) -> Path:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_atlasflex.testing.emulator.tgz import SnapshotArchive
-    from airflow_provider_atlasflex.transfers.manifest import write_sidecars
+    from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
     archive = SnapshotArchive(snapshot_id=SNAPSHOT, cluster_name="alpha", group_id=GROUP, size=size, mtime=0)
     path = directory / f"{SNAPSHOT}.tgz"
@@ -41,13 +41,16 @@ def write_export(directory: Path, size: int) -> Path:
             handle.write(piece)
     write_sidecars(
         ObjectStoragePath(path.as_uri()),
-        cluster_name="alpha",
-        group_id=GROUP,
-        snapshot_id=SNAPSHOT,
-        snapshot={"finishTime": "2026-11-28T03:00:00Z", "mongoDBVersion": "8.0.4"},
-        restore_job_id="7a1b2c3d4e5f60718293a4b7",
-        bytes=size,
-        sha256=digest.hexdigest(),
+        build_manifest(
+            file_name=path.name,
+            cluster_name="alpha",
+            group_id=GROUP,
+            snapshot_id=SNAPSHOT,
+            snapshot={"finishTime": "2026-11-28T03:00:00Z", "mongoDBVersion": "8.0.4"},
+            restore_job_id="7a1b2c3d4e5f60718293a4b7",
+            size=size,
+            sha256=digest.hexdigest(),
+        ),
     )
     return path
 

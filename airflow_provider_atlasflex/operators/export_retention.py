@@ -20,7 +20,7 @@ from airflow_provider_atlasflex.transfers.export_check import (
     scan_exports,
     verify_export,
 )
-from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_checksum, sidecar_paths
+from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_sha256_sidecar, sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
 
 if TYPE_CHECKING:
@@ -218,9 +218,11 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         if found.size != found.manifest["bytes"]:
             return f"the manifest says {found.manifest['bytes']} bytes, the file has {found.size}"
         try:
-            recorded = read_checksum(found.path)
+            recorded = read_sha256_sidecar(found.path)
         except (ManifestError, OSError) as exc:
             return f"the .sha256 sidecar cannot be used: {exc}"
+        if recorded is None:
+            return "no .sha256 sidecar"
         return None if recorded == found.manifest["sha256"] else "the .sha256 sidecar and the manifest disagree"
 
     def _delete(self, export: ObjectStoragePath, *, export_too: bool) -> list[str]:
@@ -248,7 +250,9 @@ def _text_hint(value: Any) -> str:
 
 def _taken_at(manifest: dict[str, Any]) -> datetime | None:
     """When the exported data was taken: the snapshot's finishTime, else the export time."""
-    for value in (manifest["snapshot"].get("finishTime"), manifest.get("exported_at")):
+    snapshot = manifest.get("snapshot")
+    finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
+    for value in (finish_time, manifest.get("exported_at")):
         if isinstance(value, str):
             try:
                 parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -26,12 +26,11 @@ from airflow_provider_atlasflex.exceptions import (
 from airflow_provider_atlasflex.transfers.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
-    MAX_MANIFEST_BYTES,
+    MAX_SIDECAR_BYTES,
     SHA256_SUFFIX,
     ManifestError,
-    parse_manifest,
-    read_checksum,
     read_manifest,
+    read_sha256_sidecar,
 )
 from airflow_provider_atlasflex.validation import require_connection_id
 
@@ -270,23 +269,24 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB, *, read_co
     manifest: dict[str, Any] | None = None
     recorded_sha: str | None = None
     try:
-        manifest = read_manifest(path)
-        result.update(
-            {k: manifest.get(k) for k in ("cluster_name", "group_id", "snapshot_id", "exported_at")}
-            | {"manifest_bytes": manifest["bytes"], "manifest_sha256": manifest["sha256"]}
-        )
-    except FileNotFoundError:
-        unproven = True
-        problems.append(f"no manifest sidecar {path.name}{MANIFEST_SUFFIX}: the file is unproven")
-    except (ManifestError, OSError, ValueError) as exc:
+        manifest = read_ours(path)
+        if manifest is None:
+            unproven = True
+            problems.append(f"no manifest sidecar {path.name}{MANIFEST_SUFFIX}: the file is unproven")
+        else:
+            result.update(
+                {k: manifest.get(k) for k in ("cluster_name", "group_id", "snapshot_id", "exported_at")}
+                | {"manifest_bytes": manifest["bytes"], "manifest_sha256": manifest["sha256"]}
+            )
+    except (ManifestError, OSError) as exc:
         unproven = True
         problems.append(f"the manifest sidecar cannot be used: {exc}")
     try:
-        recorded_sha = read_checksum(path)
-    except FileNotFoundError:
-        unproven = True
-        problems.append(f"no checksum sidecar {path.name}{SHA256_SUFFIX}: the file is unproven")
-    except (ManifestError, OSError, ValueError) as exc:
+        recorded_sha = read_sha256_sidecar(path)
+        if recorded_sha is None:
+            unproven = True
+            problems.append(f"no checksum sidecar {path.name}{SHA256_SUFFIX}: the file is unproven")
+    except (ManifestError, OSError) as exc:
         unproven = True
         problems.append(f"the checksum sidecar cannot be used: {exc}")
     if manifest is not None and recorded_sha is not None and recorded_sha != manifest["sha256"]:
@@ -379,14 +379,17 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         export_relative = relative[: -len(MANIFEST_SUFFIX)]
         export_path = _child(root, export_relative)
         try:
-            raw = _read_small(_child(root, relative), listing[relative])
-            manifest = parse_manifest(raw, export_path.name, str(_child(root, relative)))
-        except (_NotOurs, FileNotFoundError):  # someone else's, or deleted since the listing
+            if not _claims_to_be_ours(_child(root, relative), listing[relative]):
+                continue
+            manifest = read_ours(export_path)
+        except FileNotFoundError:  # deleted since the listing
             continue
-        except ManifestError as exc:
+        except (ManifestError, OSError) as exc:
             if export_relative in listing:
                 scan.unproven.append((export_path, f"its manifest is damaged: {exc}"))
                 claimed.add(export_relative)
+            continue
+        if manifest is None:  # deleted since the listing
             continue
         claimed.add(export_relative)
         scan.exports.append(
@@ -401,24 +404,29 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
     return scan
 
 
-class _NotOurs(Exception):
-    """A ``.json`` that is not an atlasflex-export manifest (someone else's file)."""
+def read_ours(path: ObjectStoragePath) -> dict[str, Any] | None:
+    """``read_manifest`` plus the check that the manifest describes this very file (never another one)."""
+    manifest = read_manifest(path)
+    if manifest is not None and manifest.get("file") != path.name:
+        raise ManifestError(
+            f"{path.name}{MANIFEST_SUFFIX} describes {manifest.get('file')!r}, not the file {path.name!r} beside it"
+        )
+    return manifest
 
 
-def _read_small(path: ObjectStoragePath, size: int | None) -> bytes:
-    if size is not None and size > MAX_MANIFEST_BYTES:
-        raise _NotOurs
+def _claims_to_be_ours(path: ObjectStoragePath, size: int | None) -> bool:
+    """Whether a ``.json`` declares our format; someone else's JSON (or a large file) is left alone."""
+    if size is not None and size > MAX_SIDECAR_BYTES:
+        return False
     with path.open("rb") as handle:
-        raw = handle.read(MAX_MANIFEST_BYTES + 1)
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise _NotOurs
+        raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    if len(raw) > MAX_SIDECAR_BYTES:
+        return False
     try:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise _NotOurs from None
-    if not isinstance(document, dict) or document.get("format") != MANIFEST_FORMAT:
-        raise _NotOurs
-    return bytes(raw)
+        return False
+    return isinstance(document, dict) and document.get("format") == MANIFEST_FORMAT
 
 
 def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:

@@ -1,10 +1,15 @@
 """The sidecars committed beside every export: ``<file>.sha256`` and ``<file>.json``.
 
-``<file>.sha256`` is exactly what ``sha256sum -c`` reads (``<64 hex>  <basename>\\n``), so anyone can
-check an export without this provider. ``<file>.json`` (format ``atlasflex-export/1``) says what the
-file is: cluster, project, snapshot and its Atlas metadata, restore job, bytes, sha256, export time
-and provider version. Sidecars are written after the export and the manifest last, so a file
-without both sidecars is unproven, and a manifest is the mark that says "this export is ours".
+Stand-in with the interface of the commit branch's ``transfers/manifest.py`` (same names, same
+semantics for what the verify and retention operators use: :func:`sidecar_paths`,
+:func:`read_manifest`, :func:`read_sha256_sidecar`, :class:`ManifestError`, the suffixes and
+format), so that the merge keeps that module and drops this one. Its writer is plain (no atomic
+commit) and serves the tests' fake exports.
+
+``<file>.sha256`` is what ``sha256sum -c`` reads (``<64 hex>  <basename>\\n``); ``<file>.json``
+(format ``atlasflex-export/1``) records cluster, project, snapshot and its Atlas metadata, restore
+job, bytes, sha256, export time and provider version. Both are written after the export, the
+manifest last, so a file without them is unproven.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexError
+from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.version import __version__
 
 if TYPE_CHECKING:
@@ -24,124 +30,109 @@ if TYPE_CHECKING:
 MANIFEST_FORMAT = "atlasflex-export/1"
 SHA256_SUFFIX = ".sha256"
 MANIFEST_SUFFIX = ".json"
-# A manifest is a few hundred bytes; a larger ".json" is someone else's file and is not read whole.
-MAX_MANIFEST_BYTES = 64 * 1024
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHECKSUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)\n?$")
-REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "format": str,
-    "file": str,
-    "cluster_name": str,
-    "group_id": str,
-    "snapshot_id": str,
-    "snapshot": dict,
-    "restore_job_id": str,
-    "bytes": int,
-    "sha256": str,
-    "exported_at": str,
-    "provider_version": str,
-}
+MAX_SIDECAR_BYTES = 1 << 20  # ours are a few hundred bytes
+_SHA256SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)\n?$")
 
 
-class ManifestError(AtlasFlexError):
-    """A sidecar exists but is not one of ours, or is damaged (says which file and what is wrong)."""
+class ManifestError(SnapshotTransferError):
+    """A sidecar exists but cannot be read or is not ours."""
 
 
-class Sidecars(NamedTuple):
+@dataclass(frozen=True)
+class SidecarPaths:
     sha256: ObjectStoragePath
     manifest: ObjectStoragePath
 
 
-def sidecar_paths(dst: ObjectStoragePath) -> Sidecars:
-    """Where the sidecars of the export ``dst`` live: beside it, named after it."""
-    return Sidecars(dst.parent / f"{dst.name}{SHA256_SUFFIX}", dst.parent / f"{dst.name}{MANIFEST_SUFFIX}")
+def sidecar_paths(dst: ObjectStoragePath) -> SidecarPaths:
+    """``<file>.sha256`` and ``<file>.json`` beside ``dst``."""
+    return SidecarPaths(dst.parent / f"{dst.name}{SHA256_SUFFIX}", dst.parent / f"{dst.name}{MANIFEST_SUFFIX}")
 
 
-def checksum_line(sha256: str, file_name: str) -> str:
-    """One line in the format ``sha256sum`` writes and ``sha256sum -c`` reads."""
+def sha256sum_line(sha256: str, file_name: str) -> str:
+    """The line ``sha256sum -c`` checks: two spaces (text mode), the basename, a newline."""
     return f"{sha256}  {file_name}\n"
 
 
-def write_sidecars(
-    dst: ObjectStoragePath,
+def build_manifest(
     *,
+    file_name: str,
     cluster_name: str,
     group_id: str,
     snapshot_id: str,
     snapshot: Mapping[str, Any],
     restore_job_id: str,
-    bytes: int,
+    size: int,
     sha256: str,
-    exported_at: datetime | str | None = None,
-    provider_version: str = __version__,
-) -> Sidecars:
-    """Write ``<dst>.sha256`` then ``<dst>.json`` (the manifest last: it marks the export complete)."""
-    if isinstance(exported_at, datetime):
-        exported_at = exported_at.astimezone(timezone.utc).isoformat()
-    manifest = {
+    exported_at: str | None = None,
+) -> dict[str, Any]:
+    """The ``<file>.json`` content."""
+    return {
         "format": MANIFEST_FORMAT,
-        "file": dst.name,
+        "file": file_name,
         "cluster_name": cluster_name,
         "group_id": group_id,
         "snapshot_id": snapshot_id,
-        "snapshot": dict(snapshot),
+        "snapshot": {k: v for k, v in snapshot.items() if k != "links"},
         "restore_job_id": restore_job_id,
-        "bytes": bytes,
+        "bytes": size,
         "sha256": sha256,
         "exported_at": exported_at or datetime.now(timezone.utc).isoformat(),
-        "provider_version": provider_version,
+        "provider_version": __version__,
     }
+
+
+def write_sidecars(dst: ObjectStoragePath, manifest: Mapping[str, Any], **_modes: int) -> SidecarPaths:
+    """Write ``<file>.sha256`` then ``<file>.json`` beside the already written ``dst``."""
     paths = sidecar_paths(dst)
-    paths.sha256.write_text(checksum_line(sha256, dst.name))
+    if manifest.get("file") != dst.name:
+        raise ValueError(f"the manifest describes {manifest.get('file')!r}, not {dst.name!r}")
+    paths.sha256.write_text(sha256sum_line(manifest["sha256"], dst.name))
     paths.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return paths
 
 
-def read_manifest(dst: ObjectStoragePath) -> dict[str, Any]:
-    """The parsed ``<dst>.json``; FileNotFoundError when absent, ManifestError when not a valid one of ours."""
-    return parse_manifest(_read_small(sidecar_paths(dst).manifest), dst.name, str(sidecar_paths(dst).manifest))
-
-
-def read_checksum(dst: ObjectStoragePath) -> str:
-    """The sha256 recorded in ``<dst>.sha256``; FileNotFoundError when absent, ManifestError when malformed."""
-    path = sidecar_paths(dst).sha256
-    text = _read_small(path).decode("utf-8", "replace")
-    match = _CHECKSUM_LINE.fullmatch(text)
-    if not match:
-        raise ManifestError(f"{path} is not a sha256sum line ('<64 hex>  {dst.name}'), got {text[:100]!r}")
-    if match.group(2) != dst.name:
-        raise ManifestError(f"{path} names {match.group(2)!r}, not the export {dst.name!r} beside it")
-    return match.group(1)
-
-
-def parse_manifest(raw: bytes, file_name: str, where: str) -> dict[str, Any]:
-    """Check a manifest's format, fields and that it describes ``file_name``; return it."""
+def read_manifest(dst: ObjectStoragePath) -> dict[str, Any] | None:
+    """``dst``'s ``<file>.json``, or None if there is none; :class:`ManifestError` if it is not a valid one."""
+    path = sidecar_paths(dst).manifest
+    raw = _read_small(path)
+    if raw is None:
+        return None
     try:
         manifest = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{where} is not valid JSON ({exc})") from None
+    except ValueError:
+        raise ManifestError(f"{path} is not valid JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise ManifestError(f"{where} is not an {MANIFEST_FORMAT} manifest (format {found!r})")
-    for field, kind in REQUIRED_FIELDS.items():
-        value = manifest.get(field)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ManifestError(f"{where}: field {field!r} must be {_kind_name(kind)}, got {value!r}")
-    if manifest["file"] != file_name:
-        raise ManifestError(f"{where} describes {manifest['file']!r}, not the file {file_name!r} beside it")
-    if not _SHA256.fullmatch(manifest["sha256"]) or manifest["bytes"] < 0:
-        raise ManifestError(f"{where}: sha256 or bytes is malformed")
+        raise ManifestError(f"{path} is not an atlasflex export manifest (format {MANIFEST_FORMAT!r})")
+    required = {"file": str, "snapshot_id": str, "bytes": int, "sha256": str, "cluster_name": str, "group_id": str}
+    for key, kind in required.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise ManifestError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    if not re.fullmatch(r"[0-9a-f]{64}", manifest["sha256"]):
+        raise ManifestError(f"{path}: 'sha256' is not 64 lowercase hex digits")
     return manifest
 
 
-def _read_small(path: ObjectStoragePath) -> bytes:
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_MANIFEST_BYTES + 1)
-    if len(raw) > MAX_MANIFEST_BYTES:
-        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes: not a sidecar of ours")
+def read_sha256_sidecar(dst: ObjectStoragePath) -> str | None:
+    """The hex digest in ``<file>.sha256`` (checking it names ``dst``), or None if there is none."""
+    path = sidecar_paths(dst).sha256
+    raw = _read_small(path)
+    if raw is None:
+        return None
+    match = _SHA256SUM_LINE.fullmatch(raw.decode("utf-8", "replace"))
+    if not match or match.group(2) != dst.name:
+        raise ManifestError(f"{path} is not a sha256sum line for {dst.name}")
+    return match.group(1)
+
+
+def _read_small(path: ObjectStoragePath) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ManifestError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise ManifestError(f"{path} is larger than {MAX_SIDECAR_BYTES} bytes: not one of our sidecars")
     return bytes(raw)
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "a whole number", dict: "an object"}
-    return names.get(kind, str(kind)) if isinstance(kind, type) else " or ".join(names[k] for k in kind)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.manifest import write_sidecars
+from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
 GROUP = "5f1b2c3d4e5f60718293a4b5"
 
@@ -52,17 +52,18 @@ def commit_export(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     if sidecars:
-        write_sidecars(
-            path,
+        manifest = build_manifest(
+            file_name=path.name,
             cluster_name=cluster,
             group_id=group_id,
             snapshot_id=snap,
             snapshot={"finishTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"), "mongoDBVersion": "8.0.4"},
             restore_job_id="7a1b2c3d4e5f60718293a4b7",
-            bytes=len(data),
+            size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
-            exported_at=when + timedelta(hours=1),
+            exported_at=(when + timedelta(hours=1)).isoformat(),
         )
+        write_sidecars(path, manifest)
     return path
 
 

@@ -43,7 +43,7 @@ def ten_nights(root: ObjectStoragePath) -> dict[str, list[ObjectStoragePath]]:
 
 
 def with_sidecars(paths: list[ObjectStoragePath]) -> set[str]:
-    return {str(q) for p in paths for q in (p, *sidecar_paths(p))}
+    return {str(q) for p in paths for q in (p, sidecar_paths(p).sha256, sidecar_paths(p).manifest)}
 
 
 def all_files(root: ObjectStoragePath) -> set[str]:

@@ -22,8 +22,8 @@ from airflow_provider_atlasflex.transfers.export_check import (
 )
 from airflow_provider_atlasflex.transfers.manifest import (
     ManifestError,
-    read_checksum,
     read_manifest,
+    read_sha256_sidecar,
     sidecar_paths,
 )
 from tests.unit import export_fixtures
@@ -132,7 +132,7 @@ def test_checksum_sidecar_naming_another_file_is_unproven(tmp_path):
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     sidecar_paths(path).sha256.write_text(f"{sha}  other.tgz\n")
     operator, context = verify(path=str(path))
-    with pytest.raises(ExportVerificationError, match="names 'other.tgz', not the export"):
+    with pytest.raises(ExportVerificationError, match="is not a sha256sum line for"):
         operator.execute(context)
 
 
@@ -141,12 +141,12 @@ def test_sidecar_formats(tmp_path):
     path = commit_export(ObjectStoragePath(f"file://{tmp_path}"), "alpha", WHEN)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert sidecar_paths(path).sha256.read_text() == f"{sha}  {path.name}\n"
-    assert read_checksum(path) == sha
+    assert read_sha256_sidecar(path) == sha
     manifest = read_manifest(path)
     assert manifest["format"] == "atlasflex-export/1" and manifest["file"] == path.name
     assert manifest["snapshot"]["finishTime"] == "2026-11-28T03:00:00Z"
     sidecar_paths(path).manifest.write_text('{"format": "atlasflex-export/1", "file": "x.tgz"}')
-    with pytest.raises(ManifestError, match="field 'cluster_name' must be a string"):
+    with pytest.raises(ManifestError, match="'snapshot_id' is missing"):
         read_manifest(path)
 
 
