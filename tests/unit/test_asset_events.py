@@ -23,7 +23,7 @@ from airflow_provider_atlasflex.transfers.asset_events import (
     openlineage_facets,
     record_export,
 )
-from tests.unit.conftest import CLUSTER, GROUP, JOB, SNAP, job
+from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, SNAP, job
 from tests.unit.fake_context import make_context
 from tests.unit.test_transfer import JOB_URL, LINK, TGZ, transfer
 
@@ -45,6 +45,16 @@ class FakeOperator:
         self.outlets = outlets
         self.dst_conn_id = None
         self.log = types.SimpleNamespace(info=lambda *a: None, debug=lambda *a: None)
+
+
+def mock_atlas(requests_mock: Any, tgz: bytes = TGZ) -> None:
+    """The restore job, the snapshot's metadata (read for the manifest on branches that write one) and the file."""
+    requests_mock.get(JOB_URL, json=job())
+    requests_mock.get(
+        f"{CLUSTER_URL}/backup/snapshots/{SNAP}",
+        json={"id": SNAP, "status": "COMPLETED", "mongoDBVersion": "8.0.4", "finishTime": "2026-11-28T01:00:00Z"},
+    )
+    requests_mock.get(LINK, content=tgz, headers={"Content-Length": str(len(tgz))})
 
 
 def alias_events(events: OutletEventAccessors, alias: AssetAlias) -> list[Any]:
@@ -110,8 +120,7 @@ def test_no_outlets_no_events():
 
 
 def test_transfer_emits_the_event_after_a_committed_export(requests_mock, digest_conn, tmp_path):
-    requests_mock.get(JOB_URL, json=job())
-    requests_mock.get(LINK, content=TGZ, headers={"Content-Length": str(len(TGZ))})
+    mock_atlas(requests_mock)
     operator = transfer(tmp_path)
     assert operator.outlets == [EXPORT_ALIAS]  # the default: no DAG change needed
     context = {**make_context(), "outlet_events": OutletEventAccessors()}
@@ -124,8 +133,7 @@ def test_transfer_emits_the_event_after_a_committed_export(requests_mock, digest
 
 
 def test_failed_transfer_emits_nothing(requests_mock, digest_conn, tmp_path):
-    requests_mock.get(JOB_URL, json=job())
-    requests_mock.get(LINK, content=b"<html>not a tgz</html>")
+    mock_atlas(requests_mock, b"<html>not a tgz</html>")
     context = {**make_context(), "outlet_events": OutletEventAccessors()}
     with pytest.raises(Exception, match="gzip"):
         transfer(tmp_path, max_download_attempts=1).execute(context)
@@ -153,8 +161,7 @@ def test_nothing_of_openlineage_is_imported_with_the_transfer():
 
 def test_lineage_with_the_openlineage_provider_installed(requests_mock, digest_conn, tmp_path):
     pytest.importorskip("airflow.providers.openlineage", reason="apache-airflow-providers-openlineage not installed")
-    requests_mock.get(JOB_URL, json=job())
-    requests_mock.get(LINK, content=TGZ, headers={"Content-Length": str(len(TGZ))})
+    mock_atlas(requests_mock)
     operator = transfer(tmp_path)
     result = operator.execute(make_context())
     lineage = operator.get_openlineage_facets_on_complete(task_instance=None)
