@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MIB = 1024 * 1024
 GROUP = "5f1b2c3d4e5f60718293a4b5"
@@ -71,9 +72,8 @@ def measure(path: Path) -> dict[str, float]:
     hash_seconds = time.perf_counter() - started
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
-    [result] = AtlasFlexExportVerifyOperator(task_id="verify", path=path.as_uri()).execute(
-        {"ti": TI(), "logical_date": None, "dag_run": None}
-    )
+    context: Any = {"ti": TI(), "logical_date": None, "dag_run": None}
+    [result] = AtlasFlexExportVerifyOperator(task_id="verify", path=path.as_uri()).execute(context)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     assert result["status"] == "verified" and result["sha256"] == digest.hexdigest(), result

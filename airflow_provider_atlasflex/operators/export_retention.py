@@ -76,10 +76,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         *,
         root: str | ObjectStoragePath,
         dst_conn_id: str | None = None,
-        keep_last: int | None = None,
-        keep_days: float | None = None,
+        keep_last: int | str | None = None,
+        keep_days: float | str | None = None,
         verify: str = "size",
-        dry_run: bool = False,
+        dry_run: bool | str = False,
         chunk_size: int = 8 * MIB,
         **kwargs: Any,
     ) -> None:
@@ -103,8 +103,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             raise AtlasFlexConfigError(
                 f"keep_last must be a whole number of 1 or more, or None, got {last!r}{_text_hint(last)}."
             )
-        if self.keep_days is not None:
-            require_positive_number(self.keep_days, "keep_days")
+        self._keep_last = last if isinstance(last, int) else None  # an int of 1 or more, or None
+        self._keep_days = None if self.keep_days is None else require_positive_number(self.keep_days, "keep_days")
         if self.verify not in VERIFY_MODES:
             raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
         require_bool(self.is_dry_run, "dry_run")
@@ -193,10 +193,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     def _keep_reason(self, rank: int, taken: datetime, now: datetime, newest_verified: bool) -> str | None:
         if newest_verified:
             return "newest verified export"
-        if self.keep_last is not None and rank < self.keep_last:
-            return f"among the newest {self.keep_last}"
-        if self.keep_days is not None and taken > now - timedelta(days=float(self.keep_days)):
-            return f"younger than {self.keep_days:g} days"
+        if self._keep_last is not None and rank < self._keep_last:
+            return f"among the newest {self._keep_last}"
+        if self._keep_days is not None and taken > now - timedelta(days=self._keep_days):
+            return f"younger than {self._keep_days:g} days"
         return None
 
     def _newest_verified(self, dated: list[tuple[datetime, FoundExport]]) -> tuple[datetime, FoundExport] | None:

@@ -18,7 +18,6 @@ from airflow_provider_atlasflex.transfers.export_check import (
     scan_exports,
     verify_export,
 )
-from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool
 
 if TYPE_CHECKING:
@@ -96,6 +95,8 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
         if is_root:
             scan = scan_exports(target, tuple(self.unproven_suffixes))
             paths = [found.path for found in scan.exports] + [path for path, _ in scan.unproven]
+            listed = {str(found.path) for found in scan.exports if found.size is not None}
+            listed |= {str(path) for path, _ in scan.unproven}
             self.log.info(
                 "Scrubbing %s: %d export(s) with a manifest, %d file(s) without one, %d file(s) listed",
                 target,
@@ -109,12 +110,14 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                     "atlasflex-export/1 manifest). Check root, or set allow_empty=True if that is expected."
                 )
         else:
-            paths = [target]
+            paths, listed = [target], set()
         results = []
         for path in paths:
             result = verify_export(path, self.chunk_size)
-            if is_root and result["status"] != VERIFIED and _vanished(path):
-                self.log.info("Skipping %s: it and its manifest were deleted while scrubbing (retention?)", path)
+            if result["status"] != VERIFIED and str(path) in listed and _vanished(path):
+                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run). A manifest
+                # left without its file by a crash is already missing at listing time and is reported.
+                self.log.info("Skipping %s: it was deleted while the scrub ran (retention?)", path)
                 continue
             results.append(result)
             if result["status"] == VERIFIED:
@@ -142,7 +145,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
 def _vanished(path: ObjectStoragePath) -> bool:
     try:
-        return not path.exists() and not sidecar_paths(path).manifest.exists()
+        return not path.exists()
     except OSError:
         return False
 

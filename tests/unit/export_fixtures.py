@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
+from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
+from airflow_provider_atlasflex.transfers.manifest import build_manifest, sidecar_paths, write_sidecars
+from tests.unit.fake_context import make_context
 
 GROUP = "5f1b2c3d4e5f60718293a4b5"
 
@@ -68,11 +70,8 @@ def commit_export(
 
 
 def nights(count: int, now: datetime | None = None) -> list[datetime]:
-    """``count`` snapshot times, newest first: today 03:00 UTC minus 0..count-1 days."""
-    now = now or datetime.now(timezone.utc)
-    base = now.replace(hour=3, minute=0, second=0, microsecond=0)
-    if base > now:
-        base -= timedelta(days=1)
+    """``count`` snapshot times, newest first: an hour ago, then one day older each (any time of day)."""
+    base = (now or datetime.now(timezone.utc)).replace(microsecond=0) - timedelta(hours=1)
     return [base - timedelta(days=i) for i in range(count)]
 
 
@@ -107,3 +106,42 @@ def memory_root(name: str) -> Iterator[ObjectStoragePath]:
         if fs.exists(f"/{bucket}"):
             fs.rm(f"/{bucket}", recursive=True)
         _STORE_CACHE.pop("memory", None)
+
+
+# ---- ten nights of exports and foreign files, for retention ----------------------------------------
+
+CLUSTERS = ("alpha", "beta")
+FOREIGN = {
+    "README.txt": b"exports of the data team",
+    "alpha/copied-by-hand.tgz": make_tgz(seed=99),  # a .tgz without our sidecars
+    "alpha/inventory.json": b'{"owner": "someone else"}',  # a .json that is not our manifest
+    "beta/only-checksum.tgz": b"x",
+    "beta/only-checksum.tgz.sha256": b"0" * 64 + b"  only-checksum.tgz\n",  # a .sha256 alone proves nothing
+}
+
+
+def ten_nights(root: ObjectStoragePath) -> dict[str, list[ObjectStoragePath]]:
+    """10 nightly exports per cluster (index 0 = newest) plus foreign files that must survive."""
+    exports = {
+        cluster: [commit_export(root, cluster, when, night=n) for n, when in enumerate(nights(10))]
+        for cluster in CLUSTERS
+    }
+    for relative, data in FOREIGN.items():
+        path = root.joinpath(*relative.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return exports
+
+
+def with_sidecars(paths: list[ObjectStoragePath]) -> set[str]:
+    return {str(q) for p in paths for q in (p, sidecar_paths(p).sha256, sidecar_paths(p).manifest)}
+
+
+def all_files(root: ObjectStoragePath) -> set[str]:
+    return {str(root.joinpath(*r.split("/"))) for r in relative_files(root)}
+
+
+def retention(root: ObjectStoragePath, **kwargs):
+    operator = AtlasFlexExportRetentionOperator(task_id="retention", root=str(root), **kwargs)
+    context: Any = make_context()
+    return operator.execute(context)

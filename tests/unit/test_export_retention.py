@@ -3,56 +3,26 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
-from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
-from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
-from airflow_provider_atlasflex.transfers.export_check import ExportReadError, ExportVerificationError
 from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from tests.unit import export_fixtures
-from tests.unit.export_fixtures import commit_export, make_tgz, nights, relative_files
-from tests.unit.fake_context import make_context
+from tests.unit.export_fixtures import (
+    CLUSTERS,
+    FOREIGN,
+    all_files,
+    commit_export,
+    nights,
+    retention,
+    ten_nights,
+    with_sidecars,
+)
 
 storage_root = export_fixtures.storage_root  # file:// and memory://
-CLUSTERS = ("alpha", "beta")
-FOREIGN = {
-    "README.txt": b"exports of the data team",
-    "alpha/copied-by-hand.tgz": make_tgz(seed=99),  # a .tgz without our sidecars
-    "alpha/inventory.json": b'{"owner": "someone else"}',  # a .json that is not our manifest
-    "beta/only-checksum.tgz": b"x",
-    "beta/only-checksum.tgz.sha256": b"0" * 64 + b"  only-checksum.tgz\n",  # a .sha256 alone proves nothing
-}
-
-
-def ten_nights(root: ObjectStoragePath) -> dict[str, list[ObjectStoragePath]]:
-    """10 nightly exports per cluster (index 0 = newest) plus foreign files that must survive."""
-    exports = {
-        cluster: [commit_export(root, cluster, when, night=n) for n, when in enumerate(nights(10))]
-        for cluster in CLUSTERS
-    }
-    for relative, data in FOREIGN.items():
-        path = root.joinpath(*relative.split("/"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return exports
-
-
-def with_sidecars(paths: list[ObjectStoragePath]) -> set[str]:
-    return {str(q) for p in paths for q in (p, sidecar_paths(p).sha256, sidecar_paths(p).manifest)}
-
-
-def all_files(root: ObjectStoragePath) -> set[str]:
-    return {str(root.joinpath(*r.split("/"))) for r in relative_files(root)}
-
-
-def retention(root: ObjectStoragePath, **kwargs):
-    operator = AtlasFlexExportRetentionOperator(task_id="retention", root=str(root), **kwargs)
-    return operator.execute(make_context())
 
 
 def test_dry_run_then_real_run_keep_the_newest_three(storage_root, caplog, capsys):
@@ -147,63 +117,6 @@ def test_clusters_of_different_projects_are_kept_apart(tmp_path):
     assert [p.exists() for p in mine] == [p.exists() for p in theirs] == [True, False, False]
 
 
-def test_a_manifest_naming_another_file_deletes_neither(tmp_path):
-    root = ObjectStoragePath(f"file://{tmp_path}/exports")
-    old = commit_export(root, "alpha", nights(5)[4], night=4)
-    commit_export(root, "alpha", nights(1)[0], night=0)
-    victim = root / "alpha" / "victim.tgz"
-    victim.write_bytes(b"not ours")
-    sidecar_paths(old).manifest.rename(sidecar_paths(victim).manifest)
-    report = retention(root, keep_last=1)
-    assert victim.exists() and old.exists() and report["deleted"] == []
-
-
-def test_crash_between_file_and_manifest_is_cleaned_next_run(tmp_path, monkeypatch):
-    """Export first, manifest last: a crash in between leaves a manifest that the next run recognises."""
-    root = ObjectStoragePath(f"file://{tmp_path}/exports")
-    exports = ten_nights(root)
-    victim = exports["alpha"][9]
-    real_unlink = type(victim).unlink
-
-    def failing_unlink(self, *args, **kwargs):
-        if str(self).endswith(".sha256") and str(self).startswith(str(victim)):
-            raise PermissionError(13, "Permission denied")
-        return real_unlink(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(victim), "unlink", failing_unlink)
-    with pytest.raises(ExportReadError, match="1 deletion"):
-        retention(root, keep_last=3)
-    monkeypatch.undo()
-    assert not victim.exists() and sidecar_paths(victim).manifest.exists()
-    # In between, the scrub says what is wrong instead of passing silently.
-    with pytest.raises(ExportVerificationError, match=f"{victim}: missing"):
-        AtlasFlexExportVerifyOperator(task_id="scrub", root=str(root)).execute(make_context())
-    report = retention(root, keep_last=3)
-    assert report["cleaned_sidecars"] == [str(victim)]
-    assert not sidecar_paths(victim).manifest.exists() and not sidecar_paths(victim).sha256.exists()
-
-
-def _run_retention(root: str) -> None:
-    AtlasFlexExportRetentionOperator(task_id="retention", root=root, keep_last=2).execute(make_context())
-
-
-def test_two_retention_runs_racing_agree(tmp_path):
-    """Two processes deleting the same exports at the same time: both succeed, the result is the policy's."""
-    for round_ in range(3):
-        root = ObjectStoragePath(f"file://{tmp_path}/round{round_}")
-        exports = ten_nights(root)
-        context = multiprocessing.get_context("fork")
-        workers = [context.Process(target=_run_retention, args=(str(root),)) for _ in range(2)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(120)
-        assert [w.exitcode for w in workers] == [0, 0]
-        survivors = with_sidecars([p for c in CLUSTERS for p in exports[c][:2]])
-        foreign = {str(root.joinpath(*r.split("/"))) for r in FOREIGN}
-        assert all_files(root) == survivors | foreign
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -234,25 +147,3 @@ def test_exports_without_finish_time_fall_back_to_export_time(tmp_path):
     commit_export(root, "alpha", now - timedelta(hours=2), night=2)
     report = retention(root, keep_days=7)
     assert [d["path"] for d in report["deleted"]] == [str(old)]
-
-
-def _run_scrub(root: str) -> None:
-    AtlasFlexExportVerifyOperator(task_id="scrub", root=root).execute(make_context())
-
-
-def test_scrub_racing_retention_does_not_fail_on_deleted_exports(tmp_path):
-    """A weekly scrub that overlaps the retention run skips what retention deleted under it."""
-    for round_ in range(3):
-        root = ObjectStoragePath(f"file://{tmp_path}/round{round_}")
-        for n, when in enumerate(nights(10)):
-            commit_export(root, "alpha", when, night=n)
-        context = multiprocessing.get_context("fork")
-        workers = [
-            context.Process(target=_run_retention, args=(str(root),)),
-            context.Process(target=_run_scrub, args=(str(root),)),
-        ]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join(120)
-        assert [w.exitcode for w in workers] == [0, 0]

@@ -61,35 +61,12 @@ def test_intact_export_verifies(storage_root):
     assert context["ti"].pushed == {}
 
 
-def test_flipped_byte_is_detected_and_named(storage_root):
-    path = commit_export(storage_root, "alpha", WHEN)
-    flip_byte(path, len(path.read_bytes()) // 2)
-    operator, context = verify(path=str(path))
-    with pytest.raises(ExportVerificationError) as failure:
-        operator.execute(context)
-    message = str(failure.value)
-    assert str(path) in message and "mismatch" in message
-    assert "sha256: the manifest says" in message and "invalid gzip data" in message
-    [result] = context["ti"].pushed[RESULTS_XCOM_KEY]
-    assert result["status"] == "mismatch" and result["bytes"] == result["manifest_bytes"]
-
-
 def test_flipped_byte_in_the_gzip_trailer_is_detected(tmp_path):
     """The CRC32 in the trailer is checked too, not only the deflate data."""
     path = commit_export(ObjectStoragePath(f"file://{tmp_path}"), "alpha", WHEN)
     flip_byte(path, len(path.read_bytes()) - 6)
     operator, context = verify(path=str(path))
     with pytest.raises(ExportVerificationError, match="incorrect (data|length) check"):
-        operator.execute(context)
-
-
-def test_truncated_tar_inside_valid_gzip_is_damaged(tmp_path):
-    """The sidecars agree with the bytes, yet the archive stops mid-member: the tar walk catches it."""
-    inflated = gzip.decompress(make_tgz())
-    cut = gzip.compress(inflated[:30_000])
-    path = commit_export(ObjectStoragePath(f"file://{tmp_path}"), "alpha", WHEN, data=cut)
-    operator, context = verify(path=str(path))
-    with pytest.raises(ExportVerificationError, match="damaged: not a complete .tgz: the tar archive is truncated"):
         operator.execute(context)
 
 
