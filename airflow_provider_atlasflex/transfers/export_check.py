@@ -256,12 +256,11 @@ def check_content(path: ObjectStoragePath, chunk_size: int = 8 * MIB) -> Content
 # ---- proving one export against its sidecars -----------------------------------------------------
 
 
-def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB, *, read_content: bool = True) -> dict[str, Any]:
+def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB) -> dict[str, Any]:
     """Compare ``path`` with ``<path>.json`` and ``<path>.sha256``; never raises for what it finds.
 
     Returns a JSON-able result: ``status`` is ``verified`` or one of :data:`FAILED_STATUSES`, and
-    ``problems`` says, in words, every difference found. ``read_content=False`` only compares the
-    size (a quick check; the status is then ``verified`` at most for "sidecars and size agree").
+    ``problems`` says, in words, every difference found.
     """
     result: dict[str, Any] = {"path": str(path), "status": VERIFIED, "problems": []}
     problems: list[str] = result["problems"]
@@ -297,26 +296,25 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB, *, read_co
     try:
         if not path.exists():
             result["status"] = "missing"
-            problems.insert(0, "the export file is missing (its sidecars point at nothing)")
+            if manifest is None and recorded_sha is None:
+                result["problems"] = ["the file does not exist (and has no sidecars)"]
+            else:
+                problems.insert(0, "the export file is missing (its sidecars point at nothing)")
             return result
-        if read_content:
-            content = check_content(path, chunk_size)
-            size, sha = content.bytes, content.sha256
-            result.update(
-                {
-                    "bytes": size,
-                    "sha256": sha,
-                    "gzip_members": content.gzip_members,
-                    "tar_members": content.tar_members,
-                    "tar_member_bytes": content.tar_member_bytes,
-                }
-            )
-            if content.damage:
-                damaged = True
-                problems.append(f"not a complete .tgz: {content.damage}")
-        else:
-            size, sha = int(path.stat().st_size), None
-            result["bytes"] = size
+        content = check_content(path, chunk_size)
+        size, sha = content.bytes, content.sha256
+        result.update(
+            {
+                "bytes": size,
+                "sha256": sha,
+                "gzip_members": content.gzip_members,
+                "tar_members": content.tar_members,
+                "tar_member_bytes": content.tar_member_bytes,
+            }
+        )
+        if content.damage:
+            damaged = True
+            problems.append(f"not a complete .tgz: {content.damage}")
     except OSError as exc:
         result["status"] = "unreadable"
         problems.append(f"could not be read: {exc.strerror or exc}")
@@ -328,7 +326,7 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB, *, read_co
         ("the manifest", manifest and manifest["sha256"]),
         (f"{path.name}{SHA256_SUFFIX}", recorded_sha),
     ):
-        if sha is not None and expected and expected != sha:
+        if expected and expected != sha:
             mismatch = True
             problems.append(f"sha256: {where} says {expected}, the file's is {sha}")
     result["status"] = "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED

@@ -285,3 +285,9 @@ def test_memory_stays_flat_on_a_highly_compressible_archive(tmp_path):
     assert content.damage is None and content.tar_member_bytes == payload
     assert peak < 16 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB while reading {payload / 1e6:.0f} MB inflated"
     assert relative_files(ObjectStoragePath(f"file://{tmp_path}")) == ["zeros.tgz"]
+
+
+def test_a_path_that_does_not_exist_is_missing(tmp_path):
+    operator, context = verify(path=f"file://{tmp_path}/alpha/none.tgz")
+    with pytest.raises(ExportVerificationError, match="none.tgz: missing: the file does not exist"):
+        operator.execute(context)
