@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import multiprocessing
-from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -25,26 +24,18 @@ from tests.unit.export_fixtures import (
     FOREIGN,
     all_files,
     commit_export,
+    flip_byte,
     make_tgz,
     nights,
     retention,
     ten_nights,
+    verify,
     with_sidecars,
 )
 from tests.unit.fake_context import make_context
 
 storage_root = export_fixtures.storage_root  # file:// and memory://
-WHEN = datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc)
-
-
-def verify(**kwargs):
-    return AtlasFlexExportVerifyOperator(task_id="verify", **kwargs), make_context()
-
-
-def flip_byte(path: ObjectStoragePath, offset: int) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
+WHEN = export_fixtures.WHEN
 
 
 @reliability(

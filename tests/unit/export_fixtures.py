@@ -14,10 +14,12 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
+from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
 from airflow_provider_atlasflex.transfers.manifest import build_manifest, sidecar_paths, write_sidecars
 from tests.unit.fake_context import make_context
 
 GROUP = "5f1b2c3d4e5f60718293a4b5"
+WHEN = datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc)
 
 
 def make_tgz(payload: int = 50_000, members: int = 2, seed: int = 0) -> bytes:
@@ -145,3 +147,14 @@ def retention(root: ObjectStoragePath, **kwargs):
     operator = AtlasFlexExportRetentionOperator(task_id="retention", root=str(root), **kwargs)
     context: Any = make_context()
     return operator.execute(context)
+
+
+def verify(**kwargs: Any) -> tuple[AtlasFlexExportVerifyOperator, Any]:
+    """A verify operator and a fresh task context for it."""
+    return AtlasFlexExportVerifyOperator(task_id="verify", **kwargs), make_context()
+
+
+def flip_byte(path: ObjectStoragePath, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0x01
+    path.write_bytes(bytes(raw))

@@ -8,12 +8,11 @@ import io
 import logging
 import tarfile
 import tracemalloc
-from datetime import datetime, timezone
 
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY, AtlasFlexExportVerifyOperator
+from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY
 from airflow_provider_atlasflex.transfers.export_check import (
     ExportVerificationError,
     TarStreamLister,
@@ -27,23 +26,10 @@ from airflow_provider_atlasflex.transfers.manifest import (
     sidecar_paths,
 )
 from tests.unit import export_fixtures
-from tests.unit.export_fixtures import commit_export, make_tgz, relative_files
-from tests.unit.fake_context import make_context
+from tests.unit.export_fixtures import commit_export, flip_byte, make_tgz, relative_files, verify
 
 storage_root = export_fixtures.storage_root  # file:// and memory://
-WHEN = datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc)
-
-
-def verify(**kwargs):
-    context = make_context()
-    operator = AtlasFlexExportVerifyOperator(task_id="verify", **kwargs)
-    return operator, context
-
-
-def flip_byte(path: ObjectStoragePath, offset: int) -> None:
-    raw = bytearray(path.read_bytes())
-    raw[offset] ^= 0x01
-    path.write_bytes(bytes(raw))
+WHEN = export_fixtures.WHEN
 
 
 # ---- one file -----------------------------------------------------------------------------------
