@@ -113,6 +113,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_atlasflex.operators.cluster_discovery",
                     "airflow_provider_atlasflex.operators.night_report",
                     "airflow_provider_atlasflex.operators.restore_snapshot",
+                    "airflow_provider_atlasflex.operators.export_verify",
+                    "airflow_provider_atlasflex.operators.export_retention",
                 ],
             }
         ],
@@ -128,6 +130,9 @@ def get_provider_info() -> dict[str, Any]:
                 "target-integration-name": "Object Storage",
                 "python-module": "airflow_provider_atlasflex.transfers.snapshot_to_storage",
             }
+        ],
+        "asset-uris": [
+            {"schemes": ["mongodb-atlas"], "handler": "airflow_provider_atlasflex.transfers.asset_events.normalize_asset_uri"}
         ],
         "connection-types": [
             {

@@ -28,6 +28,7 @@ from airflow_provider_atlasflex.transfers.commit import (
     export_commit,
     refuse_unsafe_destination,
 )
+from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
     destination_root,
@@ -119,6 +120,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         dir_mode: int = DEFAULT_DIR_MODE,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", [EXPORT_ALIAS])  # one Asset event per export (see asset_events)
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.restore_job_id = restore_job_id
@@ -170,6 +172,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 self.log.warning("%s", warning)
             present = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
             if present is not None:
+                record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
             snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
             try:
@@ -208,6 +211,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
             snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
         )
+        record_export(self, context, summary)
         return summary
 
     def _already_exported(
@@ -298,6 +302,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 f"{result.sha256}) but its sidecars could not be written: {getattr(exc, 'strerror', None) or exc}. "
                 "The file is unproven until they exist: fix the destination and retry with overwrite=True."
             ) from None
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage (when its provider is installed): the cluster's snapshot in, the committed file out."""
+        return openlineage_facets(self)
 
     def _copy(
         self,

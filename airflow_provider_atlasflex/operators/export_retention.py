@@ -1,0 +1,275 @@
+"""Operator that deletes old exports by a retention policy, and only exports that are provably ours."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
+from airflow_provider_atlasflex.transfers.export_check import (
+    MIB,
+    VERIFIED,
+    ExportReadError,
+    FoundExport,
+    require_storage_path,
+    scan_exports,
+    verify_export,
+)
+from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_sha256_sidecar, sidecar_paths
+from airflow_provider_atlasflex.validation import require_bool, require_positive_number
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+VERIFY_MODES = ("size", "full")
+
+
+class AtlasFlexExportRetentionOperator(BaseOperator):
+    """Delete exports under ``root`` that the policy no longer keeps, with their sidecars.
+
+    Policy, per cluster (project id + cluster name from each manifest): keep the newest
+    ``keep_last`` exports, and keep every export whose snapshot was taken less than ``keep_days``
+    days ago; an export either rule keeps is kept. Age and order come from the snapshot's Atlas
+    ``finishTime`` in the manifest (when the data was taken: re-exporting an old snapshot does not
+    make it new), falling back to ``exported_at``; an export with neither date is never deleted.
+
+    Safety rules, whatever the policy says:
+
+    * only exports named by an ``atlasflex-export/1`` manifest beside them are candidates; any
+      other file (no manifest, someone else's ``.json``, a damaged manifest) is never touched;
+    * the newest *verified* export of each cluster is always kept (verified: both sidecars agree
+      and the file's size matches, or with ``verify="full"`` a full re-read as the verify operator
+      does); a cluster with no verified export loses nothing until one verifies;
+    * an export is deleted file first, then ``.sha256``, then the ``.json`` manifest last. A crash
+      in between leaves a manifest that points at nothing, which the next run recognises and
+      cleans up; deleting the manifest first could strand a file that no run would ever prove ours.
+
+    Each deletion is logged; ``dry_run=True`` logs and returns the same plan but deletes nothing.
+    Returns ``{"dry_run", "deleted", "kept", "protected", "cleaned_sidecars", "skipped_clusters"}``.
+
+    :param root: directory or prefix holding the exports, e.g. ``s3://bucket/atlas`` (templated).
+    :param dst_conn_id: connection for the storage (templated).
+    :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
+    :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
+        At least one of ``keep_last`` and ``keep_days`` is required.
+    :param verify: how the newest export of a cluster is proven before anything of it is deleted:
+        ``"size"`` (default: sidecars and file size) or ``"full"`` (sha256, gzip and tar re-read).
+    :param dry_run: only log and return what would be deleted (templated).
+
+    ``keep_last``, ``keep_days`` and ``dry_run`` are templated so DAG params can set them; render
+    them as native values with ``render_template_as_native_obj=True`` on the DAG.
+    """
+
+    # keep_last, keep_days and dry_run are templated for DAG params; render them as numbers and
+    # booleans with ``render_template_as_native_obj=True`` on the DAG (text is refused, not guessed).
+    template_fields: Sequence[str] = ("root", "dst_conn_id", "keep_last", "keep_days", "is_dry_run")
+    ui_color = "#3d4f58"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        root: str | ObjectStoragePath,
+        dst_conn_id: str | None = None,
+        keep_last: int | str | None = None,
+        keep_days: float | str | None = None,
+        verify: str = "size",
+        dry_run: bool | str = False,
+        chunk_size: int = 8 * MIB,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.root = root
+        self.dst_conn_id = dst_conn_id
+        self.keep_last = keep_last
+        self.keep_days = keep_days
+        self.verify = verify
+        self.is_dry_run = dry_run
+        self.chunk_size = chunk_size
+
+    def _check_arguments(self) -> ObjectStoragePath:
+        if self.keep_last is None and self.keep_days is None:
+            raise AtlasFlexConfigError(
+                "Give keep_last (newest exports kept per cluster) and/or keep_days (age in days below which "
+                "exports are kept); with neither, retention would have no policy."
+            )
+        last = self.keep_last
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
+            raise AtlasFlexConfigError(
+                f"keep_last must be a whole number of 1 or more, or None, got {last!r}{_text_hint(last)}."
+            )
+        self._keep_last = last if isinstance(last, int) else None  # an int of 1 or more, or None
+        self._keep_days = None if self.keep_days is None else require_positive_number(self.keep_days, "keep_days")
+        if self.verify not in VERIFY_MODES:
+            raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
+        require_bool(self.is_dry_run, "dry_run")
+        check_chunk_size(self.chunk_size)
+        return require_storage_path(self.root, "root", self.dst_conn_id, directory=True)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        root = self._check_arguments()
+        now = datetime.now(timezone.utc)
+        scan = scan_exports(root)
+        verb = "Would delete" if self.is_dry_run else "Deleted"
+        report: dict[str, Any] = {
+            "dry_run": self.is_dry_run,
+            "deleted": [],
+            "kept": [],
+            "protected": [],
+            "cleaned_sidecars": [],
+            "skipped_clusters": [],
+        }
+        errors: list[str] = []
+        by_cluster: dict[tuple[str, str], list[tuple[datetime | None, FoundExport]]] = defaultdict(list)
+        for found in scan.exports:
+            if found.size is None and not found.path.exists():
+                # A manifest left by an interrupted deletion (or a file removed by hand): sidecars are
+                # committed after their export, so a manifest never legitimately precedes its file.
+                self.log.info("%s the sidecars of %s: the export itself is already gone", verb, found.path)
+                errors += self._delete(found.path, export_too=False)
+                report["cleaned_sidecars"].append(str(found.path))
+                continue
+            if found.size is None:  # appeared since the listing: judged by the next run
+                continue
+            manifest = found.manifest
+            by_cluster[(manifest["group_id"], manifest["cluster_name"])].append((_taken_at(manifest), found))
+        for (group_id, cluster), exports in sorted(by_cluster.items()):
+            undated = [found for taken, found in exports if taken is None]
+            for found in undated:
+                self.log.warning("Keeping %s: its manifest has no usable finishTime or exported_at", found.path)
+                report["kept"].append(_entry(found, None, "no date in its manifest"))
+            dated = sorted(
+                ((taken, found) for taken, found in exports if taken is not None),
+                key=lambda item: (item[0], item[1].manifest.get("exported_at", ""), str(item[1].path)),
+                reverse=True,
+            )
+            newest_verified = self._newest_verified(dated)
+            if newest_verified is None:
+                self.log.warning(
+                    "No export of cluster %s (project %s) verifies: nothing of it is deleted until one does",
+                    cluster,
+                    group_id,
+                )
+                report["skipped_clusters"].append(
+                    {"group_id": group_id, "cluster_name": cluster, "exports": len(dated)}
+                )
+                report["kept"] += [_entry(found, taken, "cluster has no verified export") for taken, found in dated]
+                continue
+            report["protected"].append(_entry(newest_verified[1], newest_verified[0], "newest verified export"))
+            for rank, (taken, found) in enumerate(dated):
+                reason = self._keep_reason(rank, taken, now, found is newest_verified[1])
+                if reason:
+                    report["kept"].append(_entry(found, taken, reason))
+                    continue
+                self.log.info(
+                    "%s %s (cluster %s, snapshot %s taken %s) and its sidecars",
+                    verb,
+                    found.path,
+                    cluster,
+                    found.manifest["snapshot_id"],
+                    taken.isoformat(),
+                )
+                errors += self._delete(found.path, export_too=True)
+                report["deleted"].append(_entry(found, taken, "outside the retention policy"))
+        self.log.info(
+            "%s %d export(s), kept %d, cleaned %d orphaned sidecar set(s) under %s",
+            verb,
+            len(report["deleted"]),
+            len(report["kept"]),
+            len(report["cleaned_sidecars"]),
+            root,
+        )
+        if errors:
+            raise ExportReadError(
+                f"{len(errors)} deletion(s) under {root} failed (the rest went ahead):\n" + "\n".join(errors)
+            )
+        return report
+
+    def _keep_reason(self, rank: int, taken: datetime, now: datetime, newest_verified: bool) -> str | None:
+        if newest_verified:
+            return "newest verified export"
+        if self._keep_last is not None and rank < self._keep_last:
+            return f"among the newest {self._keep_last}"
+        if self._keep_days is not None and taken > now - timedelta(days=self._keep_days):
+            return f"younger than {self._keep_days:g} days"
+        return None
+
+    def _newest_verified(self, dated: list[tuple[datetime, FoundExport]]) -> tuple[datetime, FoundExport] | None:
+        for taken, found in dated:
+            problem = self._unverified_because(found)
+            if problem is None:
+                return taken, found
+            self.log.warning(
+                "%s is not verified (%s): an older export of its cluster stays protected", found.path, problem
+            )
+        return None
+
+    def _unverified_because(self, found: FoundExport) -> str | None:
+        if self.verify == "full":
+            result = verify_export(found.path, self.chunk_size)
+            return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
+        if not found.has_checksum:
+            return "no .sha256 sidecar"
+        if found.size != found.manifest["bytes"]:
+            return f"the manifest says {found.manifest['bytes']} bytes, the file has {found.size}"
+        try:
+            recorded = read_sha256_sidecar(found.path)
+        except (ManifestError, OSError) as exc:
+            return f"the .sha256 sidecar cannot be used: {exc}"
+        if recorded is None:
+            return "no .sha256 sidecar"
+        return None if recorded == found.manifest["sha256"] else "the .sha256 sidecar and the manifest disagree"
+
+    def _delete(self, export: ObjectStoragePath, *, export_too: bool) -> list[str]:
+        """File, then ``.sha256``, then the manifest; a file already gone (a racing run) is fine."""
+        if self.is_dry_run:
+            return []
+        sidecars = sidecar_paths(export)
+        for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.log.error("Could not delete %s: %s; its manifest is kept so the next run retries", path, exc)
+                return [f"  {path}: {exc.strerror or exc}"]
+            self.log.info("Deleted %s", path)
+        return []
+
+
+def _text_hint(value: Any) -> str:
+    if isinstance(value, str):
+        return " (a template renders text unless the DAG sets render_template_as_native_obj=True)"
+    return ""
+
+
+def _taken_at(manifest: dict[str, Any]) -> datetime | None:
+    """When the exported data was taken: the snapshot's finishTime, else the export time."""
+    snapshot = manifest.get("snapshot")
+    finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
+    for value in (finish_time, manifest.get("exported_at")):
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _entry(found: FoundExport, taken: datetime | None, reason: str) -> dict[str, Any]:
+    manifest = found.manifest
+    return {
+        "path": str(found.path),
+        "group_id": manifest["group_id"],
+        "cluster_name": manifest["cluster_name"],
+        "snapshot_id": manifest["snapshot_id"],
+        "taken_at": taken.isoformat() if taken else None,
+        "bytes": found.size,
+        "reason": reason,
+    }

@@ -1,0 +1,156 @@
+"""Operator that proves exports at their destination are intact, one file or a whole tree (a "scrub")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.transfers.export_check import (
+    MIB,
+    VERIFIED,
+    ExportReadError,
+    ExportVerificationError,
+    describe_failures,
+    require_storage_path,
+    scan_exports,
+    verify_export,
+)
+from airflow_provider_atlasflex.validation import require_bool
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context, ObjectStoragePath
+
+RESULTS_XCOM_KEY = "results"
+
+
+class AtlasFlexExportVerifyOperator(BaseOperator):
+    """Re-read exports where they are stored and prove each against its sidecars.
+
+    For every file: one sequential read with flat memory recomputes the sha256 and size, checks
+    every gzip member (CRC32 and length) and walks the tar archive to its end-of-archive marker
+    (member count and data size are reported). The result is compared with ``<file>.json``
+    (sha256, bytes) and ``<file>.sha256``. A file without both sidecars is *unproven* and fails.
+
+    Give ``path`` (one export) or ``root`` (every export below it, for a weekly scrub: files with
+    an ``atlasflex-export/1`` manifest, plus files ending with ``unproven_suffixes`` that have none,
+    reported as unproven). Returns the per-file results (path, status, problems, bytes, sha256,
+    gzip and tar figures); on any failure the task fails with one line per file naming what
+    differs, and the results are still pushed to XCom under the key ``results``.
+
+    :param path: one export, e.g. ``s3://bucket/atlas/alpha/2026-11-28/<snapshot>.tgz`` (templated).
+    :param root: a directory or prefix to scrub (templated). Exactly one of ``path`` and ``root``.
+    :param dst_conn_id: connection for the storage, e.g. an AWS connection for s3:// (templated).
+    :param unproven_suffixes: in a scrub, files with these endings and no manifest are unproven.
+    :param allow_empty: a scrub that finds no file at all succeeds (default False: it fails, since
+        a wrong ``root`` would otherwise pass silently every week).
+    :param chunk_size: bytes read at a time (default 8 MiB).
+    """
+
+    template_fields: Sequence[str] = ("path", "root", "dst_conn_id")
+    ui_color = "#3d4f58"
+    ui_fgcolor = "#ffffff"
+
+    def __init__(
+        self,
+        *,
+        path: str | ObjectStoragePath | None = None,
+        root: str | ObjectStoragePath | None = None,
+        dst_conn_id: str | None = None,
+        unproven_suffixes: Sequence[str] = (".tgz",),
+        allow_empty: bool = False,
+        chunk_size: int = 8 * MIB,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+        self.root = root
+        self.dst_conn_id = dst_conn_id
+        self.unproven_suffixes = unproven_suffixes
+        self.allow_empty = allow_empty
+        self.chunk_size = chunk_size
+
+    def _check_arguments(self) -> tuple[ObjectStoragePath, bool]:
+        """The path to read and whether it is a scrub root; refuses bad input before any I/O."""
+        if (self.path is None) == (self.root is None):
+            raise AtlasFlexConfigError(
+                "Pass exactly one of path (one export file) and root (a directory to scrub), got "
+                f"path={self.path!r} and root={self.root!r}."
+            )
+        check_chunk_size(self.chunk_size)
+        require_bool(self.allow_empty, "allow_empty")
+        suffixes = self.unproven_suffixes
+        if isinstance(suffixes, str) or not all(isinstance(s, str) and s.startswith(".") for s in suffixes):
+            raise AtlasFlexConfigError(
+                f"unproven_suffixes must be a list of file endings such as ['.tgz'], got {suffixes!r}."
+            )
+        if self.path is not None:
+            return require_storage_path(self.path, "path", self.dst_conn_id, directory=False), False
+        return require_storage_path(self.root, "root", self.dst_conn_id, directory=True), True
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        target, is_root = self._check_arguments()
+        if is_root:
+            scan = scan_exports(target, tuple(self.unproven_suffixes))
+            paths = [found.path for found in scan.exports] + [path for path, _ in scan.unproven]
+            listed = {str(found.path) for found in scan.exports if found.size is not None}
+            listed |= {str(path) for path, _ in scan.unproven}
+            self.log.info(
+                "Scrubbing %s: %d export(s) with a manifest, %d file(s) without one, %d file(s) listed",
+                target,
+                len(scan.exports),
+                len(scan.unproven),
+                scan.files_seen,
+            )
+            if not paths and not self.allow_empty:
+                raise ExportVerificationError(
+                    f"No export was found under {target} ({scan.files_seen} file(s) listed, none with an "
+                    "atlasflex-export/1 manifest). Check root, or set allow_empty=True if that is expected."
+                )
+        else:
+            paths, listed = [target], set()
+        results = []
+        for path in paths:
+            result = verify_export(path, self.chunk_size)
+            if result["status"] != VERIFIED and str(path) in listed and _vanished(path):
+                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run). A manifest
+                # left without its file by a crash is already missing at listing time and is reported.
+                self.log.info("Skipping %s: it was deleted while the scrub ran (retention?)", path)
+                continue
+            results.append(result)
+            if result["status"] == VERIFIED:
+                self.log.info(
+                    "Verified %s: %d bytes, sha256 %s, %d tar member(s) holding %d bytes",
+                    path,
+                    result["bytes"],
+                    result["sha256"],
+                    result["tar_members"],
+                    result["tar_member_bytes"],
+                )
+            else:
+                self.log.error("%s %s: %s", result["status"].upper(), path, "; ".join(result["problems"]))
+        failed = [r for r in results if r["status"] != VERIFIED]
+        self.log.info("%d of %d export(s) verified, %d failed", len(results) - len(failed), len(results), len(failed))
+        if failed:
+            context["ti"].xcom_push(key=RESULTS_XCOM_KEY, value=results)
+            error = ExportReadError if all(r["status"] == "unreadable" for r in failed) else ExportVerificationError
+            raise error(
+                f"{len(failed)} of {len(results)} export(s) under {target} failed verification:\n"
+                f"{describe_failures(results)}"
+            )
+        return results
+
+
+def _vanished(path: ObjectStoragePath) -> bool:
+    try:
+        return not path.exists()
+    except OSError:
+        return False
+
+
+def check_chunk_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 256 * MIB:
+        raise AtlasFlexConfigError(f"chunk_size must be a whole number of bytes from 1 KiB to 256 MiB, got {value!r}.")
+    return value
