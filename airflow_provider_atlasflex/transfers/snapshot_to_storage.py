@@ -31,6 +31,7 @@ from airflow_provider_atlasflex.transfers.commit import (
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
     destination_root,
+    plain_url,
     private_root_warning,
     resolve_destination,
 )
@@ -188,7 +189,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         finally:
             hook.close()
         summary = {
-            "path": str(dst),
+            "path": plain_url(dst),
+            "dst_conn_id": self.dst_conn_id,
             "bytes": result.bytes,
             "sha256": result.sha256,
             "snapshot_id": snapshot_id,
@@ -201,8 +203,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "restarts": result.restarts,
             "link_refreshes": result.link_refreshes + (0 if may_refresh else 1),
             "exported_at": datetime.now(timezone.utc).isoformat(),
-            "sha256_file": str(sidecars.sha256),
-            "manifest_file": str(sidecars.manifest),
+            "sha256_file": plain_url(sidecars.sha256),
+            "manifest_file": plain_url(sidecars.manifest),
             "already_present": raced,
         }
         self.log.info(
@@ -242,7 +244,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             dst, snapshot_id, cluster, manifest["bytes"], manifest["sha256"], paths.manifest.name,
         )
         return {
-            "path": str(dst),
+            "path": plain_url(dst),
+            "dst_conn_id": self.dst_conn_id,
             "bytes": manifest["bytes"],
             "sha256": manifest["sha256"],
             "snapshot_id": snapshot_id,
@@ -255,8 +258,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "restarts": 0,
             "link_refreshes": 0,
             "exported_at": manifest.get("exported_at"),
-            "sha256_file": str(paths.sha256),
-            "manifest_file": str(paths.manifest),
+            "sha256_file": plain_url(paths.sha256),
+            "manifest_file": plain_url(paths.manifest),
             "already_present": True,
         }
 

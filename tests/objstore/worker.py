@@ -1,0 +1,46 @@
+"""One export in a process of its own, as an Airflow worker runs it: ``python -m tests.objstore.worker '<json>'``.
+
+The JSON holds the operator's arguments, plus optionally ``settings`` (module constants of
+object_store_commit to change, e.g. a short heartbeat) and ``barrier`` (a file to wait for after
+the imports, so two workers start their copies together). Prints one JSON line: the result or
+the error, and the peak RSS growth during the export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_atlasflex.transfers import object_store_commit
+from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
+from tests.unit.fake_context import make_context
+
+
+def main() -> int:
+    args = json.loads(sys.argv[1])
+    for name, value in args.pop("settings", {}).items():
+        setattr(object_store_commit, name, value)
+    barrier = args.pop("barrier", None)
+    # Build the filesystem (s3fs, aiobotocore, the connection) before measuring: imports are not the copy.
+    ObjectStoragePath(args["dst"].split("{", 1)[0], conn_id=args.get("dst_conn_id")).fs  # noqa: B018
+    if barrier:
+        while not os.path.exists(barrier):
+            time.sleep(0.005)
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    try:
+        result = AtlasFlexSnapshotToStorageOperator(task_id="copy_to_storage", **args).execute(make_context())
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which judges it
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        return 1
+    growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
+    print(json.dumps({"ok": True, "result": result, "rss_growth": growth}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
