@@ -157,7 +157,7 @@ class S3MultipartExportCommit(ExportCommit):
     def abort_stale_uploads(self) -> list[str]:
         """Abort uploads to exactly this key idle for longer than ``stale_upload_age``; return their ids.
 
-        Idle means: neither initiated nor given a part since. Listing needs
+        Idle means: no part received since (see :meth:`_last_activity`). Listing needs
         ``s3:ListBucketMultipartUploads``; without it (or on any error), a warning says so and the export goes on.
         """
         aborted: list[str] = []
@@ -200,13 +200,17 @@ class S3MultipartExportCommit(ExportCommit):
             markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
 
     def _last_activity(self, upload: Mapping[str, Any]) -> float:
-        latest = _timestamp(upload.get("Initiated"))
+        """When the upload last received a part; +inf (never stale) while it has none.
+
+        An upload without parts holds no bytes and costs nothing, and its ``Initiated`` alone cannot
+        tell a dead attempt from a live one whose first part is in flight (some S3-compatible stores,
+        moto among them, even report a fixed date): it is left to the lifecycle rule.
+        """
         try:
-            for part in self._list_parts(upload["UploadId"]):
-                latest = max(latest, _timestamp(part.get("LastModified")))
+            parts = self._list_parts(upload["UploadId"])
         except FileNotFoundError:
             return float("inf")  # completed or aborted meanwhile: nothing to do
-        return latest
+        return max((_timestamp(p.get("LastModified")) for p in parts), default=float("inf"))
 
     # ---- calls to the store ------------------------------------------------------------------
 
@@ -229,9 +233,12 @@ class S3MultipartExportCommit(ExportCommit):
         return self.upload_id
 
     def _upload_part(self, upload_id: str, number: int, data: bytes) -> _Part:
-        answer = self._call(
-            "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
-        )
+        try:
+            answer = self._call(
+                "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        except FileNotFoundError:
+            raise self._upload_gone_error() from None
         part = _Part(number, len(data), str(answer["ETag"]), hashlib.md5(data, usedforsecurity=False).hexdigest())
         if _etag_is_md5(answer) and answer["ETag"].strip('"') != part.md5:
             raise SnapshotTransferError(
@@ -271,10 +278,7 @@ class S3MultipartExportCommit(ExportCommit):
         try:
             listed = {p["PartNumber"]: p for p in self._list_parts(writer.upload_id)}
         except FileNotFoundError:
-            raise SnapshotTransferError(
-                f"the multipart upload of {self.dst} was aborted by someone else (another writer took it for a dead "
-                "attempt's, or a lifecycle rule); nothing was committed"
-            ) from None
+            raise self._upload_gone_error() from None
         for part in writer.parts:
             found = listed.get(part.number)
             if found is None or found.get("Size") != part.size or not _same_etag(found.get("ETag"), part.etag):
@@ -323,6 +327,12 @@ class S3MultipartExportCommit(ExportCommit):
         except FileNotFoundError:
             return True
         return False
+
+    def _upload_gone_error(self) -> SnapshotTransferError:
+        return SnapshotTransferError(
+            f"the multipart upload of {self.dst} was aborted by someone else (a writer that took it for a dead "
+            "attempt's after minutes without a part, or a lifecycle rule); nothing was committed"
+        )
 
     def _exists_error(self) -> DestinationExistsError:
         return DestinationExistsError(

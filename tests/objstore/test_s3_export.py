@@ -9,16 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
+from airflow_provider_atlasflex.transfers import object_store_commit
+from airflow_provider_atlasflex.transfers.object_store_commit import S3MultipartExportCommit
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 from tests.objstore.conftest import REPO, S3Server
+from tests.reliability.registry import reliability
 from tests.unit.fake_context import make_context
 
 pytestmark = pytest.mark.usefixtures("fresh_tokens", "fast_retries")
@@ -105,3 +112,225 @@ def test_export_lands_at_the_final_key_with_sidecars_and_a_plain_url(make_emulat
     assert pending_uploads(s3, bucket) == []
     # Written once, to the final key: no temporary object was ever created or copied.
     assert s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"').endswith("-3")  # 8 + 8 + 4 MiB parts
+
+
+@reliability(
+    "fault-clear-failure",
+    "S3 destination: the snapshot turns out corrupt at 30 MiB, after 3 parts of its multipart upload went out",
+    "Uploaded parts straight to the final key as the download streamed; the gzip check failed before completion, "
+    "so the upload was aborted",
+    "A clear error; no object, no sidecar and no pending multipart upload (no hidden billable parts)",
+)
+def test_failure_mid_upload_leaves_no_object_and_no_pending_upload(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn, monkeypatch
+):
+    emu = make_emulator(snapshot_size=40 * MIB)
+    atlas_conn(emu, "digest")
+    emu.faults.add(operation="snapshotFile", corrupt_at=30 * MIB, times=None)
+    sent: list[int] = []
+    upload_part = S3MultipartExportCommit._upload_part
+
+    def counting(self, upload_id, number, data):  # the real call, counted
+        sent.append(len(data))
+        return upload_part(self, upload_id, number, data)
+
+    monkeypatch.setattr(S3MultipartExportCommit, "_upload_part", counting)
+    job = request_link()
+
+    with pytest.raises(SnapshotTransferError, match="gzip"):
+        copy(bucket, s3_conn, job["id"])
+
+    assert sum(sent) >= 3 * 8 * MIB  # the failure came mid-upload, with parts already at the store
+    s3 = moto_server.client()
+    assert keys(s3, bucket) == []
+    assert pending_uploads(s3, bucket) == []
+
+
+KILLED_WORKER_STALE_AGE = 2.0
+
+
+@reliability(
+    "fault-survived",
+    "S3 destination: the worker is killed (SIGKILL) mid-upload, leaving a multipart upload with parts; the task "
+    "is retried",
+    "The retry aborted the dead attempt's upload to the same key (idle longer than the stale age: 4 min by "
+    "default, 2 s here) and uploaded again",
+    "Nothing: the object is byte-identical to what Atlas served, and no multipart upload is left pending",
+)
+def test_worker_killed_mid_upload_then_retry_leaves_no_pending_upload(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn, tmp_path, monkeypatch
+):
+    emu = make_emulator(snapshot_size=40 * MIB)
+    atlas_conn(emu, "digest")
+    # The first GET is cut after 20 MiB (two 8 MiB parts went out); the resume hangs: the worker dies mid-upload.
+    emu.faults.add(operation="snapshotFile", cut_after_bytes=20 * MIB, nth=1)
+    hang = emu.faults.add(operation="snapshotFile", delay=8, nth=2)
+    job = request_link()
+    snapshot_id = job["snapshotId"]
+    dst = f"s3://{bucket}/exports/{{cluster_name}}/{{date}}/{{snapshot_id}}.tgz"
+    key = f"exports/alpha/{RUN_DATE}/{snapshot_id}.tgz"
+    s3 = moto_server.client()
+
+    worker, _ = start_worker(
+        tmp_path, "killed", cluster_name="alpha", restore_job_id=job["id"], dst=dst, dst_conn_id=s3_conn
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (hang.fired and pending_uploads(s3, bucket) and len(parts_of(s3, bucket, pending_uploads(s3, bucket)[0])) >= 2):
+            assert worker.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the worker never got stuck mid-upload"
+            time.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)
+        assert worker.wait(10) == -signal.SIGKILL
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    left = pending_uploads(s3, bucket)
+    assert [u["Key"] for u in left] == [key]  # what a killed task leaves: hidden parts at the final key
+    assert sum(p["Size"] for p in parts_of(s3, bucket, left[0])) >= 16 * MIB
+    assert keys(s3, bucket) == []  # and no object: S3 shows nothing until completion
+
+    # Airflow retries the task in a new process (here, this one) once the dead upload is idle long enough.
+    monkeypatch.setattr(object_store_commit, "STALE_UPLOAD_AGE", KILLED_WORKER_STALE_AGE)
+    time.sleep(KILLED_WORKER_STALE_AGE + 1.5)
+    result = copy(bucket, s3_conn, request_link()["id"], dst=dst)
+
+    assert object_sha256(s3, bucket, key) == (emu.snapshot_size_of(snapshot_id), emu.expected_sha256(snapshot_id))
+    assert result["sha256"] == emu.expected_sha256(snapshot_id)
+    assert pending_uploads(s3, bucket) == []
+    assert keys(s3, bucket) == [key, f"{key}.json", f"{key}.sha256"]
+
+
+@reliability(
+    "hostile",
+    "S3 destination: a second writer starts on the same key while the first one's download is stalled "
+    "(no part for longer than the stale age)",
+    "The stalled writer's heartbeat kept its upload fresh, so the second writer's clean-up of dead attempts left "
+    "it alone; both exported",
+    "Nothing: the live upload is never aborted; the object is what Atlas served; no multipart upload is left",
+)
+def test_a_stalled_live_upload_is_not_taken_for_a_dead_one(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn, tmp_path
+):
+    emu = make_emulator(snapshot_size=20 * MIB)
+    atlas_conn(emu, "digest")
+    emu.faults.add(operation="snapshotFile", cut_after_bytes=10 * MIB, nth=1)
+    stall = emu.faults.add(operation="snapshotFile", delay=6, nth=2)
+    job = request_link()
+    snapshot_id = job["snapshotId"]
+    dst = f"s3://{bucket}/exports/{{snapshot_id}}.tgz"
+    key = f"exports/{snapshot_id}.tgz"
+    s3 = moto_server.client()
+
+    worker, out = start_worker(
+        tmp_path, "stalled", cluster_name="alpha", restore_job_id=job["id"], dst=dst, dst_conn_id=s3_conn,
+        settings={"HEARTBEAT_INTERVAL": 0.5},
+    )
+    deadline = time.monotonic() + 60
+    while not (stall.fired and pending_uploads(s3, bucket)):
+        assert worker.poll() is None, (tmp_path / "stalled.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the worker never stalled mid-upload"
+        time.sleep(0.05)
+    time.sleep(3)  # longer than the stale age below since its one full part went out
+    live = pending_uploads(s3, bucket)
+    # A second writer of the same key cleans up dead attempts as it opens: here with a 2 s stale age.
+    other = S3MultipartExportCommit(
+        ObjectStoragePath(f"s3://{bucket}/{key}", conn_id=s3_conn), overwrite=True, stale_upload_age=2.0
+    )
+    other.open()
+    assert pending_uploads(s3, bucket) == live
+
+    report = worker_report(worker, out, timeout=120)
+    assert report["ok"], report
+    assert object_sha256(s3, bucket, key) == (emu.snapshot_size_of(snapshot_id), emu.expected_sha256(snapshot_id))
+    assert pending_uploads(s3, bucket) == []
+
+
+
+RACE_ROUNDS = 3
+
+
+def race(tmp_path: Path, name: str, *workers: dict[str, Any]) -> list[dict[str, Any]]:
+    """Start the workers, release them together once all are ready, return their reports."""
+    barrier = tmp_path / f"{name}.go"
+    started = [start_worker(tmp_path, f"{name}-{i}", barrier=str(barrier), **args) for i, args in enumerate(workers)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob(f"{name}.go.*.ready"))) < len(started):
+        assert all(p.poll() is None for p, _ in started), [o.with_suffix(".log").read_text()[-2000:] for _, o in started]
+        assert time.monotonic() < deadline, "the racing workers never got ready"
+        time.sleep(0.05)
+    barrier.touch()
+    return [worker_report(p, out) for p, out in started]
+
+
+@reliability(
+    "hostile",
+    f"S3 destination, overwrite=False: two worker processes export different snapshots to the same key at the "
+    f"same moment ({RACE_ROUNDS} rounds)",
+    "Each uploaded its own multipart upload; the completions were conditional (If-None-Match: *): the store "
+    "accepted one and refused the other (412), whose upload was aborted",
+    "Exactly one task succeeds and the object holds exactly its bytes; the other fails saying another writer "
+    "committed first; no multipart upload is left",
+)
+def test_overwrite_false_two_writers_of_different_bytes_exactly_one_wins(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn, tmp_path
+):
+    emu = make_emulator(snapshot_size=12 * MIB, clusters=("alpha",))
+    atlas_conn(emu, "digest")
+    first, second = [s.id for s in emu.state.snapshots("alpha") if s.status == "COMPLETED"][:2]
+    jobs = {sid: request_link(snapshot_id=sid)["id"] for sid in (first, second)}
+    s3 = moto_server.client()
+    refused_at_completion = 0
+    for round_ in range(RACE_ROUNDS):
+        dst = f"s3://{bucket}/race-{round_}/{{cluster_name}}.tgz"
+        reports = race(
+            tmp_path,
+            f"different-{round_}",
+            *({"cluster_name": "alpha", "restore_job_id": jobs[sid], "dst": dst, "dst_conn_id": s3_conn} for sid in jobs),
+        )
+        winners = [r for r in reports if r["ok"]]
+        assert len(winners) == 1, json.dumps(reports, indent=1)
+        loser = next(r for r in reports if not r["ok"])
+        assert "already exists" in loser["error"] or "appeared while copying" in loser["error"], loser
+        refused_at_completion += "If-None-Match" in loser["error"]
+        key = f"race-{round_}/alpha.tgz"
+        size, sha256 = object_sha256(s3, bucket, key)
+        assert (size, sha256) == (winners[0]["result"]["bytes"], winners[0]["result"]["sha256"])
+        assert sha256 == emu.expected_sha256(winners[0]["result"]["snapshot_id"])
+    assert pending_uploads(s3, bucket) == []
+    # The writers were released together: the store's conditional completion, not the operator's early
+    # existence check, decided the race (at least once; a loaded machine may stagger some rounds).
+    assert refused_at_completion >= 1
+
+
+@reliability(
+    "hostile",
+    f"S3 destination, overwrite=False: two worker processes export the same snapshot to the same key at the same "
+    f"moment ({RACE_ROUNDS} rounds)",
+    "One conditional completion won; the other writer found the same bytes at the key (re-hashed) and kept them, "
+    "or refused to trust an export whose sidecars were not written yet",
+    "Every task that succeeds has exactly its bytes at the key (what Atlas served); no multipart upload is left",
+)
+def test_overwrite_false_two_writers_of_the_same_bytes_never_report_bytes_not_at_the_key(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn, tmp_path
+):
+    emu = make_emulator(snapshot_size=12 * MIB, clusters=("alpha",))
+    atlas_conn(emu, "digest")
+    job = request_link()
+    expected = (emu.snapshot_size_of(job["snapshotId"]), emu.expected_sha256(job["snapshotId"]))
+    s3 = moto_server.client()
+    outcomes = []
+    for round_ in range(RACE_ROUNDS):
+        args = {"cluster_name": "alpha", "restore_job_id": job["id"], "dst_conn_id": s3_conn}
+        dst = f"s3://{bucket}/same-{round_}/{{snapshot_id}}.tgz"
+        reports = race(tmp_path, f"same-{round_}", {**args, "dst": dst}, {**args, "dst": dst})
+        assert any(r["ok"] for r in reports), reports
+        assert object_sha256(s3, bucket, f"same-{round_}/{job['snapshotId']}.tgz") == expected
+        for report in reports:
+            if report["ok"]:
+                assert (report["result"]["bytes"], report["result"]["sha256"]) == expected
+            else:
+                assert "already exists" in report["error"] or "appeared while copying" in report["error"], report
+        outcomes.append(sorted(r["ok"] for r in reports))
+    assert pending_uploads(s3, bucket) == []
+    print("same-bytes race outcomes (ok per writer):", outcomes)

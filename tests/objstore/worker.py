@@ -29,6 +29,7 @@ def main() -> int:
     # Build the filesystem (s3fs, aiobotocore, the connection) before measuring: imports are not the copy.
     ObjectStoragePath(args["dst"].split("{", 1)[0], conn_id=args.get("dst_conn_id")).fs  # noqa: B018
     if barrier:
+        open(f"{barrier}.{os.getpid()}.ready", "w").close()
         while not os.path.exists(barrier):
             time.sleep(0.005)
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
