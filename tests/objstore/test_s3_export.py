@@ -115,6 +115,32 @@ def test_export_lands_at_the_final_key_with_sidecars_and_a_plain_url(make_emulat
 
 
 @reliability(
+    "fault-survived",
+    "S3 destination: the download is cut at 12 MiB (one part uploaded), then the server ignores Range and sends "
+    "the whole file again",
+    "Aborted the first multipart upload and uploaded the file from byte 0 in a new one",
+    "Nothing: the object is byte-identical; no multipart upload is left; the result reports restarts=1",
+)
+def test_download_restart_starts_a_new_upload_and_aborts_the_first(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn
+):
+    emu = make_emulator(snapshot_size=20 * MIB)
+    atlas_conn(emu, "digest")
+    emu.faults.add(operation="snapshotFile", cut_after_bytes=12 * MIB, nth=1)
+    emu.faults.add(operation="snapshotFile", ignore_range=True, nth=2)
+    job = request_link()
+    snapshot_id = job["snapshotId"]
+
+    result = copy(bucket, s3_conn, job["id"])
+
+    s3 = moto_server.client()
+    key = f"exports/alpha/{RUN_DATE}/{snapshot_id}.tgz"
+    assert object_sha256(s3, bucket, key) == (emu.snapshot_size_of(snapshot_id), emu.expected_sha256(snapshot_id))
+    assert (result["attempts"], result["resumes"], result["restarts"]) == (2, 0, 1)
+    assert pending_uploads(s3, bucket) == []
+
+
+@reliability(
     "fault-clear-failure",
     "S3 destination: the snapshot turns out corrupt at 30 MiB, after 3 parts of its multipart upload went out",
     "Uploaded parts straight to the final key as the download streamed; the gzip check failed before completion, "
