@@ -19,7 +19,9 @@ therefore writes its own temporary object, under a unique name, and publishes ex
 
 Leftovers of dead attempts (any name matching ``.*.atlasflex-partial`` in the directory) are swept
 when an attempt opens: on local disks as soon as no live process holds their lock; elsewhere once
-they are older than :data:`STALE_PARTIAL_AGE`.
+they are older than :data:`STALE_PARTIAL_AGE`. (On a network filesystem whose locks are not shared
+between hosts, a live attempt of another host can lose its temporary file this way: it then fails
+at its commit, which checks the file is still its own; it never publishes other bytes.)
 """
 
 from __future__ import annotations

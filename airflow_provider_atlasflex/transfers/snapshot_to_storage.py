@@ -188,25 +188,22 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             sidecars = self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, result)
         finally:
             hook.close()
-        summary = {
-            "path": plain_url(dst),
-            "dst_conn_id": self.dst_conn_id,
-            "bytes": result.bytes,
-            "sha256": result.sha256,
-            "snapshot_id": snapshot_id,
-            "restore_job_id": job_id,
-            "cluster_name": cluster,
-            "group_id": group_id,
-            "seconds": round(result.seconds, 3),
-            "attempts": result.attempts,
-            "resumes": result.resumes,
-            "restarts": result.restarts,
-            "link_refreshes": result.link_refreshes + (0 if may_refresh else 1),
-            "exported_at": datetime.now(timezone.utc).isoformat(),
-            "sha256_file": plain_url(sidecars.sha256),
-            "manifest_file": plain_url(sidecars.manifest),
-            "already_present": raced,
-        }
+        summary = _export_result(
+            dst,
+            cluster=cluster,
+            group_id=group_id,
+            snapshot_id=snapshot_id,
+            job_id=job_id,
+            size=result.bytes,
+            sha256=result.sha256,
+            exported_at=datetime.now(timezone.utc).isoformat(),
+            already_present=raced,
+            seconds=round(result.seconds, 3),
+            attempts=result.attempts,
+            resumes=result.resumes,
+            restarts=result.restarts,
+            link_refreshes=result.link_refreshes + (0 if may_refresh else 1),
+        )
         self.log.info(
             "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
             snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
@@ -243,25 +240,17 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "not copied again",
             dst, snapshot_id, cluster, manifest["bytes"], manifest["sha256"], paths.manifest.name,
         )
-        return {
-            "path": plain_url(dst),
-            "dst_conn_id": self.dst_conn_id,
-            "bytes": manifest["bytes"],
-            "sha256": manifest["sha256"],
-            "snapshot_id": snapshot_id,
-            "restore_job_id": job_id,
-            "cluster_name": cluster,
-            "group_id": group_id,
-            "seconds": 0.0,
-            "attempts": 0,
-            "resumes": 0,
-            "restarts": 0,
-            "link_refreshes": 0,
-            "exported_at": manifest.get("exported_at"),
-            "sha256_file": plain_url(paths.sha256),
-            "manifest_file": plain_url(paths.manifest),
-            "already_present": True,
-        }
+        return _export_result(
+            dst,
+            cluster=cluster,
+            group_id=group_id,
+            snapshot_id=snapshot_id,
+            job_id=job_id,
+            size=manifest["bytes"],
+            sha256=manifest["sha256"],
+            exported_at=manifest.get("exported_at"),
+            already_present=True,
+        )
 
     def _snapshot_metadata(
         self, hook: AtlasFlexHook, job: dict[str, Any], cluster: str, snapshot_id: str, group_id: str
@@ -396,6 +385,46 @@ def _run_date(context: Context) -> str:
     if when is None:
         when = datetime.now(timezone.utc)
     return when.strftime("%Y-%m-%d")
+
+
+def _export_result(
+    dst: ObjectStoragePath,
+    *,
+    cluster: str,
+    group_id: str,
+    snapshot_id: str,
+    job_id: str,
+    size: int,
+    sha256: str,
+    exported_at: str | None,
+    already_present: bool,
+    seconds: float = 0.0,
+    attempts: int = 0,
+    resumes: int = 0,
+    restarts: int = 0,
+    link_refreshes: int = 0,
+) -> dict[str, Any]:
+    """The XCom result: where the export is, what it holds, its sidecars, and how the copy went."""
+    paths = sidecar_paths(dst)
+    return {
+        "path": plain_url(dst),  # no connection id inside: it travels as dst_conn_id
+        "dst_conn_id": getattr(dst, "conn_id", None),
+        "bytes": size,
+        "sha256": sha256,
+        "snapshot_id": snapshot_id,
+        "restore_job_id": job_id,
+        "cluster_name": cluster,
+        "group_id": group_id,
+        "seconds": seconds,
+        "attempts": attempts,
+        "resumes": resumes,
+        "restarts": restarts,
+        "link_refreshes": link_refreshes,
+        "exported_at": exported_at,
+        "sha256_file": plain_url(paths.sha256),
+        "manifest_file": plain_url(paths.manifest),
+        "already_present": already_present,
+    }
 
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:

@@ -87,10 +87,11 @@ def _text(value: Any) -> str:
 
 
 def assert_exported_identically(emu: Any, exports: Path, clusters: tuple[str, ...] = CLUSTERS) -> None:
-    """Exactly the newest snapshot of each cluster at its path, byte-identical, nothing else left."""
+    """Exactly the newest snapshot of each cluster at its path (with its two sidecars), byte-identical, nothing else."""
     expected = {c: emu.newest_completed_snapshot_id(c) for c in clusters}
     found = sorted(p.relative_to(exports).as_posix() for p in exports.rglob("*") if p.is_file())
-    assert found == sorted(f"{c}/{RUN_DATE}/{s}.tgz" for c, s in expected.items())
+    exported = [f"{c}/{RUN_DATE}/{s}.tgz" for c, s in expected.items()]
+    assert found == sorted(f"{name}{suffix}" for name in exported for suffix in ("", ".json", ".sha256"))
     for cluster, snapshot_id in expected.items():
         path = exports / cluster / RUN_DATE / f"{snapshot_id}.tgz"
         assert file_sha256(path) == emu.expected_sha256(snapshot_id), f"{cluster}: bytes differ from what Atlas served"

@@ -44,7 +44,9 @@ def test_nightly_export_copies_every_cluster(sandbox, tmp_path, mode, auth):
 
         expected = {c: emu.newest_completed_snapshot_id(c) for c in CLUSTERS}
         exported = sorted(str(p.relative_to(exports)) for p in exports.rglob("*") if p.is_file())
-        assert exported == sorted(f"{c}/{RUN_DATE}/{expected[c]}.tgz" for c in CLUSTERS)
+        assert exported == sorted(
+            f"{c}/{RUN_DATE}/{expected[c]}.tgz{sidecar}" for c in CLUSTERS for sidecar in ("", ".json", ".sha256")
+        )
         for cluster, snapshot_id in expected.items():
             path = exports / cluster / RUN_DATE / f"{snapshot_id}.tgz"
             assert path.stat().st_size == emu.snapshot_size_of(snapshot_id)
