@@ -273,20 +273,28 @@ def test_a_stalled_live_upload_is_not_taken_for_a_dead_one(
 
 
 
-RACE_ROUNDS = 3
+RACE_ROUNDS = 10
 
 
-def race(tmp_path: Path, name: str, *workers: dict[str, Any]) -> list[dict[str, Any]]:
-    """Start the workers, release them together once all are ready, return their reports."""
-    barrier = tmp_path / f"{name}.go"
+def race(tmp_path: Path, name: str, workers: list[dict[str, Any]], rounds: int) -> list[list[dict[str, Any]]]:
+    """Run ``rounds`` exports in each worker process, releasing all workers together for each round.
+
+    Returns the reports by round: ``[[worker 0's report, worker 1's report, ...], ...]``.
+    """
+    barrier = tmp_path / name
     started = [start_worker(tmp_path, f"{name}-{i}", barrier=str(barrier), **args) for i, args in enumerate(workers)]
-    deadline = time.monotonic() + 120
-    while len(list(tmp_path.glob(f"{name}.go.*.ready"))) < len(started):
-        assert all(p.poll() is None for p, _ in started), [o.with_suffix(".log").read_text()[-2000:] for _, o in started]
-        assert time.monotonic() < deadline, "the racing workers never got ready"
-        time.sleep(0.05)
-    barrier.touch()
-    return [worker_report(p, out) for p, out in started]
+    for number in range(rounds):
+        deadline = time.monotonic() + 180
+        while len(list(tmp_path.glob(f"{name}-{number}.*.ready"))) < len(started):
+            assert all(p.poll() is None for p, _ in started), [o.with_suffix(".log").read_text()[-2000:] for _, o in started]
+            assert time.monotonic() < deadline, f"the racing workers never got ready for round {number}"
+            time.sleep(0.02)
+        (tmp_path / f"{name}-{number}").touch()
+    for process, _ in started:
+        process.wait(300)
+    reports = [[json.loads(line) for line in out.read_text().splitlines() if line.startswith("{")] for _, out in started]
+    assert all(len(r) == rounds for r in reports), reports
+    return [list(by_round) for by_round in zip(*reports)]
 
 
 @reliability(
@@ -304,28 +312,30 @@ def test_overwrite_false_two_writers_of_different_bytes_exactly_one_wins(
     emu = make_emulator(snapshot_size=12 * MIB, clusters=("alpha",))
     atlas_conn(emu, "digest")
     first, second = [s.id for s in emu.state.snapshots("alpha") if s.status == "COMPLETED"][:2]
-    jobs = {sid: request_link(snapshot_id=sid)["id"] for sid in (first, second)}
     s3 = moto_server.client()
+    workers = [
+        {
+            "cluster_name": "alpha",
+            "restore_job_id": request_link(snapshot_id=sid)["id"],
+            "dst_conn_id": s3_conn,
+            "rounds": [{"dst": f"s3://{bucket}/race-{n}/{{cluster_name}}.tgz"} for n in range(RACE_ROUNDS)],
+        }
+        for sid in (first, second)
+    ]
     refused_at_completion = 0
-    for round_ in range(RACE_ROUNDS):
-        dst = f"s3://{bucket}/race-{round_}/{{cluster_name}}.tgz"
-        reports = race(
-            tmp_path,
-            f"different-{round_}",
-            *({"cluster_name": "alpha", "restore_job_id": jobs[sid], "dst": dst, "dst_conn_id": s3_conn} for sid in jobs),
-        )
+    for number, reports in enumerate(race(tmp_path, "different", workers, RACE_ROUNDS)):
         winners = [r for r in reports if r["ok"]]
         assert len(winners) == 1, json.dumps(reports, indent=1)
         loser = next(r for r in reports if not r["ok"])
         assert "already exists" in loser["error"] or "appeared while copying" in loser["error"], loser
         refused_at_completion += "If-None-Match" in loser["error"]
-        key = f"race-{round_}/alpha.tgz"
-        size, sha256 = object_sha256(s3, bucket, key)
+        size, sha256 = object_sha256(s3, bucket, f"race-{number}/alpha.tgz")
         assert (size, sha256) == (winners[0]["result"]["bytes"], winners[0]["result"]["sha256"])
         assert sha256 == emu.expected_sha256(winners[0]["result"]["snapshot_id"])
     assert pending_uploads(s3, bucket) == []
     # The writers were released together: the store's conditional completion, not the operator's early
     # existence check, decided the race (at least once; a loaded machine may stagger some rounds).
+    print(f"different-bytes race: {refused_at_completion} of {RACE_ROUNDS} rounds refused at completion (412)")
     assert refused_at_completion >= 1
 
 
@@ -345,13 +355,16 @@ def test_overwrite_false_two_writers_of_the_same_bytes_never_report_bytes_not_at
     job = request_link()
     expected = (emu.snapshot_size_of(job["snapshotId"]), emu.expected_sha256(job["snapshotId"]))
     s3 = moto_server.client()
+    worker = {
+        "cluster_name": "alpha",
+        "restore_job_id": job["id"],
+        "dst_conn_id": s3_conn,
+        "rounds": [{"dst": f"s3://{bucket}/same-{n}/{{snapshot_id}}.tgz"} for n in range(RACE_ROUNDS)],
+    }
     outcomes = []
-    for round_ in range(RACE_ROUNDS):
-        args = {"cluster_name": "alpha", "restore_job_id": job["id"], "dst_conn_id": s3_conn}
-        dst = f"s3://{bucket}/same-{round_}/{{snapshot_id}}.tgz"
-        reports = race(tmp_path, f"same-{round_}", {**args, "dst": dst}, {**args, "dst": dst})
+    for number, reports in enumerate(race(tmp_path, "same", [worker, worker], RACE_ROUNDS)):
         assert any(r["ok"] for r in reports), reports
-        assert object_sha256(s3, bucket, f"same-{round_}/{job['snapshotId']}.tgz") == expected
+        assert object_sha256(s3, bucket, f"same-{number}/{job['snapshotId']}.tgz") == expected
         for report in reports:
             if report["ok"]:
                 assert (report["result"]["bytes"], report["result"]["sha256"]) == expected

@@ -1,9 +1,11 @@
 """One export in a process of its own, as an Airflow worker runs it: ``python -m tests.objstore.worker '<json>'``.
 
 The JSON holds the operator's arguments, plus optionally ``settings`` (module constants of
-object_store_commit to change, e.g. a short heartbeat) and ``barrier`` (a file to wait for after
-the imports, so two workers start their copies together). Prints one JSON line: the result or
-the error, and the peak RSS growth during the export (Linux /proc).
+object_store_commit to change, e.g. a short heartbeat), ``rounds`` (argument overrides, one export
+each, in order) and ``barrier`` (a path prefix: before round N the worker creates
+``<barrier>-N.<pid>.ready`` and waits for ``<barrier>-N``, so racing workers start each round
+together). Prints one JSON line per export: the result or the error, and the peak RSS growth
+during it (Linux /proc).
 """
 
 from __future__ import annotations
@@ -48,21 +50,32 @@ def main() -> int:
     for name, value in args.pop("settings", {}).items():
         setattr(object_store_commit, name, value)
     barrier = args.pop("barrier", None)
+    rounds = args.pop("rounds", [{}])
     # Build the filesystem (s3fs, aiobotocore, the connection) before measuring: imports are not the copy.
-    ObjectStoragePath(args["dst"].split("{", 1)[0], conn_id=args.get("dst_conn_id")).fs  # noqa: B018
-    if barrier:
-        open(f"{barrier}.{os.getpid()}.ready", "w").close()
-        while not os.path.exists(barrier):
-            time.sleep(0.005)
+    first = {**args, **rounds[0]}
+    ObjectStoragePath(first["dst"].split("{", 1)[0], conn_id=first.get("dst_conn_id")).fs  # noqa: B018
+    failed = False
+    for number, overrides in enumerate(rounds):
+        if barrier:  # say "ready", then wait for the test to release every worker at once
+            go = f"{barrier}-{number}"
+            open(f"{go}.{os.getpid()}.ready", "w").close()
+            while not os.path.exists(go):
+                time.sleep(0.005)
+        failed |= not export({**args, **overrides})
+    return 1 if failed else 0
+
+
+def export(args: dict[str, object]) -> bool:
+    """One export; prints its report line."""
     baseline = _reset_peak_rss()
     try:
         result = AtlasFlexSnapshotToStorageOperator(task_id="copy_to_storage", **args).execute(make_context())
     except Exception as exc:  # noqa: BLE001 - reported to the test, which judges it
         print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
-        return 1
+        return False
     growth = _peak_rss() - baseline
     print(json.dumps({"ok": True, "result": result, "rss_growth": growth}), flush=True)
-    return 0
+    return True
 
 
 if __name__ == "__main__":
