@@ -172,6 +172,33 @@ def test_failure_mid_upload_leaves_no_object_and_no_pending_upload(
     assert pending_uploads(s3, bucket) == []
 
 
+@reliability(
+    "fault-clear-failure",
+    "S3 destination, overwrite=True: an earlier export sits at the key; the new download is corrupt at 30 MiB",
+    "Uploaded parts to the final key, but S3 keeps serving the earlier object until completion; the gzip check "
+    "failed, so the upload was aborted instead",
+    "A clear error; the earlier export is untouched (same bytes, same ETag); no multipart upload is left",
+)
+def test_failed_replacement_leaves_the_earlier_object_untouched(
+    make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn
+):
+    emu = make_emulator(snapshot_size=40 * MIB)
+    atlas_conn(emu, "digest")
+    job = request_link()
+    key = f"exports/alpha/{RUN_DATE}/{job['snapshotId']}.tgz"
+    s3 = moto_server.client()
+    earlier = s3.put_object(Bucket=bucket, Key=key, Body=b"an earlier export")["ETag"]
+    emu.faults.add(operation="snapshotFile", corrupt_at=30 * MIB, times=None)
+
+    with pytest.raises(SnapshotTransferError, match="gzip"):
+        copy(bucket, s3_conn, job["id"], overwrite=True)
+
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"an earlier export"
+    assert s3.head_object(Bucket=bucket, Key=key)["ETag"] == earlier
+    assert keys(s3, bucket) == [key]
+    assert pending_uploads(s3, bucket) == []
+
+
 KILLED_WORKER_STALE_AGE = 2.0
 
 
