@@ -268,7 +268,7 @@ def test_a_stalled_live_upload_is_not_taken_for_a_dead_one(
     emu = make_emulator(snapshot_size=20 * MIB)
     atlas_conn(emu, "digest")
     emu.faults.add(operation="snapshotFile", cut_after_bytes=10 * MIB, nth=1)
-    stall = emu.faults.add(operation="snapshotFile", delay=6, nth=2)
+    stall = emu.faults.add(operation="snapshotFile", delay=12, nth=2)
     job = request_link()
     snapshot_id = job["snapshotId"]
     dst = f"s3://{bucket}/exports/{{snapshot_id}}.tgz"
@@ -284,11 +284,12 @@ def test_a_stalled_live_upload_is_not_taken_for_a_dead_one(
         assert worker.poll() is None, (tmp_path / "stalled.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "the worker never stalled mid-upload"
         time.sleep(0.05)
-    time.sleep(3)  # longer than the stale age below since its one full part went out
+    time.sleep(6)  # longer than the stale age below since its one full part went out
     live = pending_uploads(s3, bucket)
-    # A second writer of the same key cleans up dead attempts as it opens: here with a 2 s stale age.
+    # A second writer of the same key cleans up dead attempts as it opens: here with a 4 s stale age
+    # (8 heartbeats of 0.5 s, a margin for a loaded machine).
     other = S3MultipartExportCommit(
-        ObjectStoragePath(f"s3://{bucket}/{key}", conn_id=s3_conn), overwrite=True, stale_upload_age=2.0
+        ObjectStoragePath(f"s3://{bucket}/{key}", conn_id=s3_conn), overwrite=True, stale_upload_age=4.0
     )
     other.open()
     assert pending_uploads(s3, bucket) == live
