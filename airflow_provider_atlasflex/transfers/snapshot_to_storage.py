@@ -78,7 +78,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     :param dst: destination URL (templated) or ObjectStoragePath. Placeholders ``{cluster_name}``,
         ``{snapshot_id}``, ``{restore_job_id}`` and ``{date}`` (the run's date, YYYY-MM-DD) are filled in.
     :param dst_conn_id: connection for the destination filesystem (templated), e.g. an AWS connection for s3://.
-    :param overwrite: replace an existing file at ``dst`` (default False: refuse).
+    :param overwrite: replace an existing file at ``dst`` (default False: refuse, unless its sidecars
+        prove it already holds this snapshot).
     :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
     :param chunk_size: bytes read and written at a time (default 8 MiB).
