@@ -124,6 +124,10 @@ def export_commit(
     """The commit strategy for ``dst``'s filesystem."""
     if is_local(dst):
         return LocalExportCommit(dst, overwrite=overwrite, file_mode=file_mode, dir_mode=dir_mode)
+    from airflow_provider_atlasflex.transfers import object_store_commit  # imports this module
+
+    if object_store_commit.is_s3(dst):
+        return object_store_commit.S3MultipartExportCommit(dst, overwrite=overwrite)
     return FsspecExportCommit(dst, overwrite=overwrite)
 
 

@@ -32,6 +32,7 @@ from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, open
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
     destination_root,
+    plain_url,
     private_root_warning,
     resolve_destination,
 )
@@ -414,7 +415,8 @@ def _export_result(
     """The XCom result: where the export is, what it holds, its sidecars, and how the copy went."""
     paths = sidecar_paths(dst)
     return {
-        "path": str(dst),
+        "path": plain_url(dst),  # no connection id inside: it travels as dst_conn_id
+        "dst_conn_id": getattr(dst, "conn_id", None),
         "bytes": size,
         "sha256": sha256,
         "snapshot_id": snapshot_id,
@@ -427,8 +429,8 @@ def _export_result(
         "restarts": restarts,
         "link_refreshes": link_refreshes,
         "exported_at": exported_at,
-        "sha256_file": str(paths.sha256),
-        "manifest_file": str(paths.manifest),
+        "sha256_file": plain_url(paths.sha256),
+        "manifest_file": plain_url(paths.manifest),
         "already_present": already_present,
     }
 

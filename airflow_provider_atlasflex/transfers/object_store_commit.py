@@ -1,0 +1,486 @@
+"""Publishing an export on S3: a multipart upload straight to the final key, completed only after verification.
+
+Why not a temporary object and a rename: on S3 a rename is a server-side copy plus a delete, so every
+byte is written twice, and a killed task leaves the temporary object's multipart upload behind. S3
+shows no object at a key until its multipart upload is *completed*, so the upload itself is the
+temporary object:
+
+* parts of 8 MiB (16, 32, then 64 MiB after each 1000 parts, so 10 000 parts hold ~490 GiB) are
+  uploaded as the download streams in; memory stays at one part;
+* ``commit(size)`` runs only after the download core verified size, sha256 and gzip/tar; it checks
+  that the store holds exactly the parts sent (numbers, sizes, MD5 ETags) and completes with
+  ``MpuObjectSize`` and, for ``overwrite=False``, ``If-None-Match: *`` (atomic no-clobber: a
+  second writer gets 412 and raises :class:`DestinationExistsError`; nothing it sent is published);
+* ``abort()`` aborts the upload (repeated until the store has no trace of it): no object, no parts.
+
+Two writers on one key each have their own upload id, so neither can touch the other's parts. A
+live upload is kept fresh by a heartbeat (the bytes waiting for the next part are uploaded as that
+part every :data:`HEARTBEAT_INTERVAL` while no part has gone out; the full part later replaces it),
+so ``open()`` can abort, for the same key only, uploads idle for longer than :data:`STALE_UPLOAD_AGE`:
+those of killed attempts. Age is measured against the store's clock (its ``Date`` header). A
+writer whose upload is aborted anyway (e.g. cut from S3 for minutes) fails cleanly: completing
+needs the upload and its verified parts, so wrong bytes are never published. A lifecycle rule
+(AbortIncompleteMultipartUpload) remains the backstop for keys never written again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from airflow_provider_atlasflex.exceptions import SnapshotTransferError
+from airflow_provider_atlasflex.transfers.commit import DestinationExistsError, ExportCommit
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+MIB = 1024 * 1024
+S3_PROTOCOLS = ("s3", "s3a", "s3n")
+PART_SIZE = 8 * MIB
+MAX_PART_SIZE = 64 * MIB
+PARTS_PER_SIZE_STEP = 1000  # the part size doubles after each 1000 parts, up to MAX_PART_SIZE
+MAX_PARTS = 10_000
+# A live writer touches its upload at least this often; one idle for STALE_UPLOAD_AGE is dead. With
+# Airflow's default retry_delay (5 minutes) a retry therefore removes the upload of the try before it.
+HEARTBEAT_INTERVAL = 30.0
+STALE_UPLOAD_AGE = 240.0
+_ABORT_ROUNDS = 3
+# Conditional writes racing on one key: S3 answers 409 to the loser of a tie; retrying gives 412 or 200.
+_CONFLICT_RETRIES = 3
+
+log = logging.getLogger(__name__)
+
+
+def is_s3(path: ObjectStoragePath) -> bool:
+    """Whether ``path`` lives on an S3 (or S3-compatible) store reached through s3fs."""
+    return path.protocol in S3_PROTOCOLS and callable(getattr(path.fs, "call_s3", None))
+
+
+def part_size_for(part_number: int, base: int = PART_SIZE) -> int:
+    """The size of part ``part_number`` (1-based): ``base``, doubling after each 1000 parts, at most 64 MiB."""
+    return min(MAX_PART_SIZE, base << ((part_number - 1) // PARTS_PER_SIZE_STEP))
+
+
+@dataclass(frozen=True)
+class _Part:
+    number: int
+    size: int
+    etag: str
+    md5: str
+
+
+class S3MultipartExportCommit(ExportCommit):
+    """One attempt's multipart upload to ``dst``'s final key; see the module docstring.
+
+    :param part_size: size of the first 1000 parts (at least 5 MiB, S3's minimum).
+    :param stale_upload_age: seconds without activity after which another upload to the same key is
+        taken for a dead attempt's and aborted by ``open()``.
+    :param heartbeat_interval: seconds between touches of this upload while no part goes out.
+    """
+
+    def __init__(
+        self,
+        dst: ObjectStoragePath,
+        *,
+        overwrite: bool,
+        part_size: int = PART_SIZE,
+        stale_upload_age: float | None = None,
+        heartbeat_interval: float | None = None,
+    ) -> None:
+        super().__init__(dst, overwrite=overwrite)
+        if not 5 * MIB <= part_size <= MAX_PART_SIZE:
+            raise ValueError(f"part_size must be from 5 MiB (S3's minimum) to 64 MiB, got {part_size}")
+        self.part_size = part_size
+        # Read at call time, so a deployment (or a test) can change the module defaults.
+        self.stale_upload_age = STALE_UPLOAD_AGE if stale_upload_age is None else stale_upload_age
+        self.heartbeat_interval = HEARTBEAT_INTERVAL if heartbeat_interval is None else heartbeat_interval
+        self.fs = dst.fs
+        self.bucket, self.key, _ = self.fs.split_path(dst.path)
+        self.upload_id: str | None = None
+        self.etag: str | None = None
+        self._writer: _PartWriter | None = None
+
+    # ---- the ExportCommit protocol -----------------------------------------------------------
+
+    def open(self) -> None:
+        """Abort the uploads that dead attempts left at this key; nothing is created until bytes arrive."""
+        if not self.key or self.key.endswith("/"):
+            raise SnapshotTransferError(f"{self.dst} names a bucket or a prefix, not an object key")
+        self.abort_stale_uploads()
+
+    def output(self) -> BinaryIO:
+        """A writer from byte 0; a previous writer's upload (a download that restarted) is aborted first."""
+        self._discard_writer()
+        self._writer = _PartWriter(self)
+        return cast(BinaryIO, self._writer)
+
+    def commit(self, size: int) -> None:
+        writer = self._require_writer()
+        if writer.written != size:
+            raise SnapshotTransferError(
+                f"the upload received {writer.written} bytes, not the {size} verified; not committed"
+            )
+        writer.stop_heartbeat()
+        if writer.upload_id is None:
+            self._put_small(writer.take_tail(), size)
+        else:
+            writer.flush_tail()
+            self._verify_parts(writer)
+            self._complete(writer, size)
+        self.committed = True
+        self._writer = None
+
+    def abort(self) -> None:
+        """Abort this attempt's upload; never touches the object at ``dst`` or another writer's upload."""
+        self._discard_writer()
+
+    def still_published(self) -> bool:
+        """Whether ``dst`` still holds the object this attempt completed (same ETag and size)."""
+        if not self.committed or self.etag is None:
+            return self.committed
+        try:
+            head = self._call("head_object", Bucket=self.bucket, Key=self.key)
+        except FileNotFoundError:
+            return False
+        return _same_etag(head.get("ETag"), self.etag)
+
+    # ---- dead attempts -----------------------------------------------------------------------
+
+    def abort_stale_uploads(self) -> list[str]:
+        """Abort uploads to exactly this key idle for longer than ``stale_upload_age``; return their ids.
+
+        Idle means: no part received since (see :meth:`_last_activity`). Listing needs
+        ``s3:ListBucketMultipartUploads``; without it (or on any error), a warning says so and the export goes on.
+        """
+        aborted: list[str] = []
+        try:
+            uploads, now = self._uploads_for_key()
+            for upload in uploads:
+                upload_id = upload["UploadId"]
+                if upload_id == self.upload_id:
+                    continue
+                idle = now - self._last_activity(upload)
+                if idle <= self.stale_upload_age:
+                    continue
+                if self._abort_upload(upload_id):
+                    log.warning(
+                        "Aborted multipart upload %s of %s: idle for %.0f s (more than %.0f s), left by an attempt "
+                        "that did not finish",
+                        upload_id, self.dst, idle, self.stale_upload_age,
+                    )
+                    aborted.append(upload_id)
+        except OSError as exc:  # cleaning up is best effort: it must not fail the export
+            log.warning(
+                "Could not list or abort earlier multipart uploads of %s (%s): grant s3:ListBucketMultipartUploads, "
+                "s3:ListMultipartUploadParts and s3:AbortMultipartUpload, and keep a lifecycle rule that aborts "
+                "incomplete multipart uploads.",
+                self.dst, exc,
+            )
+        return aborted
+
+    def _uploads_for_key(self) -> tuple[list[Mapping[str, Any]], float]:
+        """Pending uploads of exactly this key (the listing is by prefix), and the store's time now."""
+        uploads: list[Mapping[str, Any]] = []
+        markers: dict[str, str] = {}
+        now = time.time()
+        while True:
+            page = self._call("list_multipart_uploads", Bucket=self.bucket, Prefix=self.key, **markers)
+            now = _server_time(page, now)
+            uploads += [u for u in page.get("Uploads", []) if u.get("Key") == self.key]
+            if not page.get("IsTruncated"):
+                return uploads, now
+            markers = {"KeyMarker": page["NextKeyMarker"], "UploadIdMarker": page["NextUploadIdMarker"]}
+
+    def _last_activity(self, upload: Mapping[str, Any]) -> float:
+        """When the upload last received a part; +inf (never stale) while it has none.
+
+        An upload without parts holds no bytes and costs nothing, and its ``Initiated`` alone cannot
+        tell a dead attempt from a live one whose first part is in flight (some S3-compatible stores,
+        moto among them, even report a fixed date): it is left to the lifecycle rule.
+        """
+        try:
+            parts = self._list_parts(upload["UploadId"])
+        except FileNotFoundError:
+            return float("inf")  # completed or aborted meanwhile: nothing to do
+        return max((_timestamp(p.get("LastModified")) for p in parts), default=float("inf"))
+
+    # ---- calls to the store ------------------------------------------------------------------
+
+    def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        return cast("dict[str, Any]", self.fs.call_s3(method, **kwargs))
+
+    def _list_parts(self, upload_id: str) -> list[Mapping[str, Any]]:
+        parts: list[Mapping[str, Any]] = []
+        marker: dict[str, Any] = {}
+        while True:
+            page = self._call("list_parts", Bucket=self.bucket, Key=self.key, UploadId=upload_id, **marker)
+            parts += page.get("Parts", [])
+            if not page.get("IsTruncated"):
+                return parts
+            marker = {"PartNumberMarker": page["NextPartNumberMarker"]}
+
+    def _create_upload(self) -> str:
+        made = self._call("create_multipart_upload", Bucket=self.bucket, Key=self.key)
+        self.upload_id = str(made["UploadId"])
+        return self.upload_id
+
+    def _upload_part(self, upload_id: str, number: int, data: bytes) -> _Part:
+        try:
+            answer = self._call(
+                "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+        except FileNotFoundError:
+            raise self._upload_gone_error() from None
+        part = _Part(number, len(data), str(answer["ETag"]), hashlib.md5(data, usedforsecurity=False).hexdigest())
+        if _etag_is_md5(answer) and answer["ETag"].strip('"') != part.md5:
+            raise SnapshotTransferError(
+                f"the store acknowledged part {number} of {self.dst} with ETag {answer['ETag']}, not the MD5 of the "
+                "bytes sent; not committed"
+            )
+        return part
+
+    def _abort_upload(self, upload_id: str) -> bool:
+        """Abort ``upload_id`` until the store no longer knows it (a part in flight can outlive one abort)."""
+        for _ in range(_ABORT_ROUNDS):
+            try:
+                self._call("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=upload_id)
+            except FileNotFoundError:
+                return True
+            try:
+                self._call("list_parts", Bucket=self.bucket, Key=self.key, UploadId=upload_id, MaxParts=1)
+            except FileNotFoundError:
+                return True
+        log.warning("Multipart upload %s of %s is still listed after %d aborts", upload_id, self.dst, _ABORT_ROUNDS)
+        return False
+
+    def _put_small(self, data: bytes, size: int) -> None:
+        """A file smaller than one part: one conditional PUT (a sidecar, a tiny snapshot)."""
+        condition = {} if self.overwrite else {"IfNoneMatch": "*"}
+        try:
+            answer = self._call("put_object", Bucket=self.bucket, Key=self.key, Body=data, **condition)
+        except FileExistsError:
+            raise self._exists_error() from None
+        self.etag = str(answer.get("ETag") or "") or None
+        if self.etag and _etag_is_md5(answer) and not _same_etag(self.etag, hashlib.md5(data, usedforsecurity=False).hexdigest()):
+            raise SnapshotTransferError(f"the store stored {self.dst} with ETag {self.etag}, not the MD5 of the bytes sent")
+
+    def _verify_parts(self, writer: _PartWriter) -> None:
+        """The store holds exactly the parts this attempt sent: same numbers, sizes and ETags."""
+        assert writer.upload_id is not None
+        try:
+            listed = {p["PartNumber"]: p for p in self._list_parts(writer.upload_id)}
+        except FileNotFoundError:
+            raise self._upload_gone_error() from None
+        for part in writer.parts:
+            found = listed.get(part.number)
+            if found is None or found.get("Size") != part.size or not _same_etag(found.get("ETag"), part.etag):
+                raise SnapshotTransferError(
+                    f"part {part.number} of the upload to {self.dst} is not the one this attempt sent "
+                    f"({part.size} bytes, ETag {part.etag}); nothing was committed"
+                )
+
+    def _complete(self, writer: _PartWriter, size: int) -> None:
+        assert writer.upload_id is not None
+        condition = {} if self.overwrite else {"IfNoneMatch": "*"}
+        parts = [{"PartNumber": p.number, "ETag": p.etag} for p in writer.parts]
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                answer = self._call(
+                    "complete_multipart_upload",
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=writer.upload_id,
+                    MultipartUpload={"Parts": parts},
+                    MpuObjectSize=size,
+                    **condition,
+                )
+                break
+            except FileExistsError:
+                if self._holds_our_parts(writer, size):  # our own completion, answered twice
+                    self.etag = writer.multipart_etag()
+                    return
+                raise self._exists_error() from None
+            except OSError as exc:
+                if _error_code(exc) != "ConditionalRequestConflict" or attempt == _CONFLICT_RETRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        self.etag = str(answer.get("ETag") or writer.multipart_etag())
+        self.upload_id = None
+
+    def _holds_our_parts(self, writer: _PartWriter, size: int) -> bool:
+        try:
+            head = self._call("head_object", Bucket=self.bucket, Key=self.key)
+        except FileNotFoundError:
+            return False
+        if head.get("ContentLength") != size or not _same_etag(head.get("ETag"), writer.multipart_etag()):
+            return False
+        try:  # our upload still pending means the object is another writer's with the same bytes
+            self._call("list_parts", Bucket=self.bucket, Key=self.key, UploadId=writer.upload_id, MaxParts=1)
+        except FileNotFoundError:
+            return True
+        return False
+
+    def _upload_gone_error(self) -> SnapshotTransferError:
+        return SnapshotTransferError(
+            f"the multipart upload of {self.dst} was aborted by someone else (a writer that took it for a dead "
+            "attempt's after minutes without a part, or a lifecycle rule); nothing was committed"
+        )
+
+    def _exists_error(self) -> DestinationExistsError:
+        return DestinationExistsError(
+            f"{self.dst} appeared while copying (another writer committed first) and overwrite=False; the store "
+            "refused to replace it (If-None-Match)"
+        )
+
+    # ---- writer lifecycle ----------------------------------------------------------------------
+
+    def _require_writer(self) -> _PartWriter:
+        if self._writer is None:
+            raise RuntimeError("S3MultipartExportCommit.output() was not called, or the commit is finished")
+        return self._writer
+
+    def _discard_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.stop_heartbeat()
+            if writer.upload_id is not None:
+                self._abort_upload(writer.upload_id)
+        self.upload_id = None
+
+
+class _PartWriter(io.RawIOBase):
+    """The file the download writes: buffers one part, uploads it, keeps the upload alive while idle.
+
+    ``close()`` uploads nothing: the tail waits for :meth:`S3MultipartExportCommit.commit` so a failed
+    download costs no extra request, and nothing is ever completed here.
+    """
+
+    def __init__(self, owner: S3MultipartExportCommit) -> None:
+        super().__init__()
+        self._owner = owner
+        self._buffer = bytearray()
+        self._lock = threading.Lock()  # one request at a time: a part or a heartbeat
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._last_sent = time.monotonic()
+        self.upload_id: str | None = None
+        self.parts: list[_Part] = []
+        self.written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self._buffer += view
+        self.written += len(view)
+        while len(self._buffer) >= self._next_size():
+            self._send(self._next_size())
+        return len(view)
+
+    def _next_size(self) -> int:
+        return part_size_for(len(self.parts) + 1, self._owner.part_size)
+
+    def _send(self, size: int) -> None:
+        data = bytes(self._buffer[:size])
+        with self._lock:
+            if self.upload_id is None:
+                self.upload_id = self._owner._create_upload()
+                self._start_heartbeat()
+            number = len(self.parts) + 1
+            if number > MAX_PARTS:
+                raise SnapshotTransferError(f"the export of {self._owner.dst} needs more than {MAX_PARTS} parts")
+            self.parts.append(self._owner._upload_part(self.upload_id, number, data))
+            self._last_sent = time.monotonic()
+        del self._buffer[:size]
+
+    def flush_tail(self) -> None:
+        if self._buffer:
+            self._send(len(self._buffer))
+
+    def take_tail(self) -> bytes:
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data
+
+    def multipart_etag(self) -> str:
+        """The ETag S3 gives the completed object: MD5 of the parts' MD5s, then ``-<count>``."""
+        digest = hashlib.md5(b"".join(bytes.fromhex(p.md5) for p in self.parts), usedforsecurity=False)
+        return f'"{digest.hexdigest()}-{len(self.parts)}"'
+
+    # ---- heartbeat ---------------------------------------------------------------------------
+
+    def _start_heartbeat(self) -> None:
+        interval = self._owner.heartbeat_interval
+        if interval <= 0:
+            return
+        self._heartbeat = threading.Thread(target=self._beat, args=(interval,), name="atlasflex-s3-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval / 2):
+            if time.monotonic() - self._last_sent < interval or not self._lock.acquire(blocking=False):
+                continue
+            try:
+                if self.upload_id is None or self._stop.is_set():
+                    continue
+                # The bytes waiting for the next part, as that part: the full part replaces it later, and
+                # completion lists only the parts this writer recorded.
+                self._owner._call(
+                    "upload_part",
+                    Bucket=self._owner.bucket,
+                    Key=self._owner.key,
+                    UploadId=self.upload_id,
+                    PartNumber=len(self.parts) + 1,
+                    Body=bytes(self._buffer),
+                )
+                self._last_sent = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks this attempt, never data
+                log.debug("Heartbeat of the upload to %s failed: %s", self._owner.dst, exc)
+            finally:
+                self._lock.release()
+
+    def stop_heartbeat(self) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+            self._heartbeat = None
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The S3 error code behind an s3fs exception (s3fs keeps botocore's ClientError as the cause)."""
+    response = getattr(exc.__cause__, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, Mapping) else None
+
+
+def _etag_is_md5(answer: Mapping[str, Any]) -> bool:
+    """Whether the ETag in ``answer`` is the MD5 of the bytes (not with SSE-KMS or customer keys)."""
+    kms = str(answer.get("ServerSideEncryption", "")).startswith("aws:kms")
+    etag = str(answer.get("ETag", "")).strip('"')
+    return not kms and "SSECustomerAlgorithm" not in answer and len(etag) == 32 and "-" not in etag
+
+
+def _same_etag(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and str(a).strip('"') == str(b).strip('"')
+
+
+def _timestamp(value: Any) -> float:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    return 0.0
+
+
+def _server_time(answer: Mapping[str, Any], default: float) -> float:
+    """The store's clock from the answer's ``Date`` header, so a skewed worker clock does not age uploads."""
+    date = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return parsedate_to_datetime(date).timestamp() if date else default
+    except (TypeError, ValueError):
+        return default
