@@ -8,9 +8,9 @@ from functools import cached_property
 from typing import Any
 
 import requests
+from airflow.sdk import BaseHook
 from requests.auth import AuthBase, HTTPDigestAuth
 
-from airflow.sdk import BaseHook
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
@@ -36,6 +36,7 @@ from airflow_provider_atlasflex.hooks.connection_config import (
     DEFAULT_CONN_ID,
     AtlasConnectionConfig,
 )
+from airflow_provider_atlasflex.hooks.deployment_tokens import deployment_store
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
     CachedToken,
@@ -298,7 +299,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
                     self._sleep(step.seconds, step.reason)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.
-                    TOKEN_CACHE.invalidate(self._token_key, self._sent_token)
+                    TOKEN_CACHE.invalidate(self._token_key, self._sent_token, deployment_store(config))
                 elif isinstance(step, Reconcile) and reconcile is not None:
                     answer = reconcile()
         except StopIteration as done:
@@ -350,6 +351,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 lambda: self._fetch_token(config),
                 lambda value: revoke_token(config, value),
                 shared=shared,
+                deployment=deployment_store(config),
             )
         return cached.access_token
 

@@ -9,6 +9,7 @@ import httpx
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks import shared_clients
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -22,13 +23,16 @@ from airflow_provider_atlasflex.hooks.api_protocol import (
 )
 from airflow_provider_atlasflex.hooks.atlas_flex import USER_AGENT, AtlasFlexHookBase, revoke_token
 from airflow_provider_atlasflex.hooks.connection_config import AtlasConnectionConfig
+from airflow_provider_atlasflex.hooks.deployment_tokens import deployment_store
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
+    CachedToken,
     FormCall,
     basic_authorization,
     parse_token,
     token_call,
 )
+from airflow_provider_atlasflex.hooks.shared_clients import ClientSettings
 
 
 class AtlasFlexAsyncHook(AtlasFlexHookBase):
@@ -42,7 +46,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         super().__init__(atlas_conn_id, **kwargs)
         self._config: AtlasConnectionConfig | None = None
         self._client: httpx.AsyncClient | None = None
-        self._token_lock = asyncio.Lock()
+        self._client_settings: ClientSettings | None = None
 
     async def aconfig(self) -> AtlasConnectionConfig:
         if self._config is None:
@@ -60,18 +64,19 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         return self._config
 
     async def client(self) -> httpx.AsyncClient:
+        """This loop's client for the connection's settings, shared with every other hook (trigger) using them."""
         if self._client is None:
             config = await self.aconfig()
             proxy = (config.proxies or {}).get("https") or (config.proxies or {}).get("http")
-            self._client = httpx.AsyncClient(
-                headers={"User-Agent": USER_AGENT}, timeout=config.timeout, verify=config.verify, proxy=proxy
-            )
+            self._client_settings = ClientSettings(config.base_url, config.verify, proxy, config.timeout, USER_AGENT)
+            self._client = shared_clients.lease(self._client_settings)
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Give the shared client back (it stays open for other triggers until idle)."""
+        if self._client is not None and self._client_settings is not None:
+            shared_clients.release(self._client_settings, self._client)
+        self._client = None
 
     async def get_restore_job(
         self, cluster_name: str, restore_job_id: str, group_id: str | None = None
@@ -100,7 +105,9 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.
-                    TOKEN_CACHE.invalidate(self._token_key(config), self._sent_token)
+                    await asyncio.to_thread(
+                        TOKEN_CACHE.invalidate, self._token_key(config), self._sent_token, deployment_store(config)
+                    )
                 elif isinstance(step, Reconcile):
                     answer = None
         except StopIteration as done:
@@ -137,12 +144,18 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         return TOKEN_CACHE.key(config.base_url, config.principal, config.secret)
 
     async def _bearer_token(self, config: AtlasConnectionConfig) -> str:
-        key, shared = self._token_key(config), config.share_tokens
-        async with self._token_lock:
-            cached = TOKEN_CACHE.get(key, shared=shared)
-            if cached is not None:
-                return cached.access_token
-            # No host-wide file lock here: it would block the triggerer's event loop.
+        """One token for all the triggers of this triggerer (single flight across loops, threads and the host)."""
+
+        async def fetch() -> CachedToken:
             token = parse_token(await self.run(token_call()), config.credential_label)
-            TOKEN_CACHE.put(key, token, lambda value: revoke_token(config, value), shared=shared)
-            return token.access_token
+            self.log.info("Obtained an Atlas access token for %s", config.credential_label)
+            return token
+
+        token = await TOKEN_CACHE.aacquire(
+            self._token_key(config),
+            fetch,
+            lambda value: revoke_token(config, value),
+            shared=config.share_tokens,
+            deployment=deployment_store(config),
+        )
+        return token.access_token
