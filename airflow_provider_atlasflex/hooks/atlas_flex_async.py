@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -34,6 +35,10 @@ from airflow_provider_atlasflex.hooks.service_account import (
 )
 from airflow_provider_atlasflex.hooks.shared_clients import ClientSettings
 
+# How long triggers reuse a connection read by another trigger (a changed connection is seen after this).
+CONFIG_TTL_SECONDS = 30.0
+_configs: dict[tuple[int, str], tuple[float, asyncio.Task[AtlasConnectionConfig]]] = {}
+
 
 class AtlasFlexAsyncHook(AtlasFlexHookBase):
     """What the trigger needs, without blocking the triggerer's event loop.
@@ -49,19 +54,32 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         self._client_settings: ClientSettings | None = None
 
     async def aconfig(self) -> AtlasConnectionConfig:
-        if self._config is None:
-            getter = getattr(self, "aget_connection", None)
-            try:
-                if getter is not None:
-                    conn = await getter(self.atlas_conn_id)
-                else:  # Airflow 3.0
-                    from asgiref.sync import sync_to_async
+        """The connection, read once per loop and ``CONFIG_TTL_SECONDS`` for all the triggers that use it.
 
-                    conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._config = self._config_from(conn)
+        500 triggers of one connection would otherwise each make a round trip to the API server
+        (and a thread hop) before their first poll.
+        """
+        if self._config is None:
+            loop = asyncio.get_running_loop()
+            key = (id(loop), self.atlas_conn_id)
+            cached = _configs.get(key)
+            if cached is None or cached[0] < time.monotonic() or (cached[1].done() and cached[1].exception()):
+                cached = _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, loop.create_task(self._read_config()))
+            self._config = await asyncio.shield(cached[1])
         return self._config
+
+    async def _read_config(self) -> AtlasConnectionConfig:
+        getter = getattr(self, "aget_connection", None)
+        try:
+            if getter is not None:
+                conn = await getter(self.atlas_conn_id)
+            else:  # Airflow 3.0
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
+        except AirflowNotFoundException:
+            raise self._missing_connection() from None
+        return self._config_from(conn)
 
     async def client(self) -> httpx.AsyncClient:
         """This loop's client for the connection's settings, shared with every other hook (trigger) using them."""
@@ -75,7 +93,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
     async def aclose(self) -> None:
         """Give the shared client back (it stays open for other triggers until idle)."""
         if self._client is not None and self._client_settings is not None:
-            shared_clients.release(self._client_settings, self._client)
+            await shared_clients.release(self._client_settings, self._client)
         self._client = None
 
     async def get_restore_job(

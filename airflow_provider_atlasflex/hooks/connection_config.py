@@ -5,6 +5,7 @@ All connection mistakes surface here, with the field to fix, before any request 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -284,6 +285,7 @@ def _token_sharing(conn_id: str, value: Any) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1)
 def default_token_sharing() -> str:
     """'host' when every task runs on one machine (LocalExecutor), else 'deployment'."""
     try:

@@ -4,7 +4,7 @@ A client per trigger means a connection pool, an SSL context (the costly part: l
 bundle) and a TCP/TLS handshake per trigger and poll: 500 deferred sensors cost 500 clients,
 13 s of CPU and 546 MiB. Triggers that talk to the same Atlas host with the same settings lease
 one client instead; it stays open while any trigger uses it, keeps its connections alive across
-poll intervals, and is closed once idle or when its event loop shuts down.
+poll intervals, and is closed when the last trigger using it ends (also when the loop shuts down).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 # sooner is fine: httpx notices the closed connection and opens a new one.
 KEEPALIVE_EXPIRY = 120.0
 MAX_CONNECTIONS = 100
-# Close a client nobody has leased for this long.
-IDLE_CLOSE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,6 @@ class ClientSettings:
 class _Entry:
     client: httpx.AsyncClient
     leases: int = 0
-    janitor: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 _lock = threading.Lock()
@@ -71,37 +68,25 @@ def lease(settings: ClientSettings) -> httpx.AsyncClient:
         return entry.client
 
 
-def release(settings: ClientSettings, client: httpx.AsyncClient) -> None:
-    """Give a leased client back; the last release starts the idle timer that closes it."""
+async def release(settings: ClientSettings, client: httpx.AsyncClient) -> None:
+    """Give a leased client back; the last trigger to let go closes it.
+
+    Triggers hold their lease for their whole wait, so while any trigger polls the client stays
+    open with its kept-alive connections; a triggerer with nothing to wait for holds no sockets.
+    Closing is awaited here (not left to a background task) so it also completes when the loop is
+    shutting down and async generators are being closed.
+    """
     loop = asyncio.get_running_loop()
     with _lock:
         clients = _registry.get(loop, {})
         entry = clients.get(settings)
-        if entry is None or entry.client is not client:
-            orphan = True
-        else:
-            orphan = False
+        if entry is not None and entry.client is client:
             entry.leases -= 1
-            if entry.leases <= 0 and entry.janitor is None:
-                entry.janitor = loop.create_task(_close_when_idle(clients, settings, entry))
-    if orphan and not client.is_closed:
-        loop.create_task(client.aclose())
-
-
-async def _close_when_idle(clients: dict[ClientSettings, _Entry], settings: ClientSettings, entry: _Entry) -> None:
-    try:
-        await asyncio.sleep(IDLE_CLOSE_SECONDS)
-    except asyncio.CancelledError:
-        pass  # the loop is shutting down (asyncio.run cancels its tasks): close now
-    else:
-        with _lock:
-            entry.janitor = None
             if entry.leases > 0:
-                return  # leased again meanwhile
-    with _lock:
-        if clients.get(settings) is entry:
+                return
             del clients[settings]
-    await entry.client.aclose()
+    if not client.is_closed:
+        await client.aclose()
 
 
 def _build(settings: ClientSettings) -> httpx.AsyncClient:

@@ -28,6 +28,8 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
     credential query string.
 
     :param end_time: Unix time after which the trigger reports ``timeout``.
+    :param first_poll_at: Unix time of the first GET. The deferring sensor has just looked at the job,
+        so it passes its next poke time instead of having the trigger repeat that request at once.
     """
 
     def __init__(
@@ -39,6 +41,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         atlas_conn_id: str,
         poll_interval: float,
         end_time: float,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         # Checked here, before run() sends anything: 0 s would poll Atlas in a tight loop, and a bad
@@ -49,6 +52,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         self.atlas_conn_id = require_connection_id(atlas_conn_id)
         self.poll_interval = require_positive_number(poll_interval, "poll_interval")
         self.end_time = require_positive_number(end_time, "end_time (Unix time)")
+        self.first_poll_at = None if first_poll_at is None else require_positive_number(first_poll_at, "first_poll_at")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -60,6 +64,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                 "atlas_conn_id": self.atlas_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -69,6 +74,8 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         hook = AtlasFlexAsyncHook(self.atlas_conn_id)
         base = {"cluster_name": self.cluster_name, "restore_job_id": self.restore_job_id}
         try:
+            if self.first_poll_at is not None:
+                await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
             while True:
                 job = await hook.get_restore_job(self.cluster_name, self.restore_job_id, self.group_id)
                 try:
