@@ -8,9 +8,9 @@ from functools import cached_property
 from typing import Any
 
 import requests
-from airflow.sdk import BaseHook
 from requests.auth import AuthBase, HTTPDigestAuth
 
+from airflow.sdk import BaseHook
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
