@@ -251,3 +251,27 @@ def test_unreachable_variables_fall_back_to_host_sharing(caplog: pytest.LogCaptu
     assert shared.claim() is None
     assert shared.publish(token("t"))[0].access_token == "t"
     assert sum("could not use Airflow Variable" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize(
+    ("executor", "expected"),
+    [
+        ("LocalExecutor", "host"),
+        ("SequentialExecutor", "host"),
+        ("CeleryExecutor", "deployment"),
+        ("KubernetesExecutor", "deployment"),
+        ("LocalExecutor,CeleryExecutor", "deployment"),
+        ("airflow.providers.edge3.executors.EdgeExecutor", "deployment"),
+    ],
+)
+def test_default_token_sharing_follows_the_executor(
+    executor: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_atlasflex.hooks import connection_config
+
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    connection_config.default_token_sharing.cache_clear()
+    try:
+        assert connection_config.default_token_sharing() == expected
+    finally:
+        connection_config.default_token_sharing.cache_clear()
