@@ -63,7 +63,14 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             loop = asyncio.get_running_loop()
             key = (id(loop), self.atlas_conn_id)
             cached = _configs.get(key)
-            if cached is None or cached[0] < time.monotonic() or (cached[1].done() and cached[1].exception()):
+            if (
+                cached is None
+                or cached[1].get_loop() is not loop  # an id reused by a later loop
+                or cached[0] < time.monotonic()
+                or (cached[1].done() and (cached[1].cancelled() or cached[1].exception() is not None))
+            ):
+                for stale in [k for k, (_, task) in _configs.items() if task.get_loop().is_closed()]:
+                    del _configs[stale]
                 cached = _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, loop.create_task(self._read_config()))
             self._config = await asyncio.shield(cached[1])
         return self._config
