@@ -150,15 +150,17 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             auth = httpx.DigestAuth(config.principal, config.secret)
+        assert self._client_settings is not None
         try:
-            response = await client.request(
-                call.method,
-                config.base_url + call.path,
-                params=dict(call.params) or None,
-                content=call.body(),
-                headers=headers,
-                auth=auth,
-            )
+            async with shared_clients.gate(self._client_settings):
+                response = await client.request(
+                    call.method,
+                    config.base_url + call.path,
+                    params=dict(call.params) or None,
+                    content=call.body(),
+                    headers=headers,
+                    auth=auth,
+                )
         except httpx.HTTPError as exc:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 # poll reuses its connection instead of paying a new TCP and TLS handshake. A server that closes
 # sooner is fine: httpx notices the closed connection and opens a new one.
 KEEPALIVE_EXPIRY = 120.0
-MAX_CONNECTIONS = 100
+# Requests in flight per client. httpcore's pool rescans every queued request against every
+# connection whenever one finishes (quadratic): 500 triggers polling at once spent 85% of the
+# triggerer's CPU there. Admitting at most this many at a time keeps that scan small.
+MAX_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class ClientSettings:
 @dataclass(eq=False)
 class _Entry:
     client: httpx.AsyncClient
+    gate: asyncio.Semaphore
     leases: int = 0
 
 
@@ -62,10 +66,17 @@ def lease(settings: ClientSettings) -> httpx.AsyncClient:
         clients = _registry.setdefault(loop, {})
         entry = clients.get(settings)
         if entry is None or entry.client.is_closed:
-            entry = clients[settings] = _Entry(_build(settings))
+            entry = clients[settings] = _Entry(_build(settings), asyncio.Semaphore(MAX_CONNECTIONS))
             _created += 1
         entry.leases += 1
         return entry.client
+
+
+def gate(settings: ClientSettings) -> asyncio.Semaphore:
+    """Hold while a request of the shared client is in flight (see ``MAX_CONNECTIONS``)."""
+    with _lock:
+        entry = _registry.get(asyncio.get_running_loop(), {}).get(settings)
+    return entry.gate if entry is not None else asyncio.Semaphore(MAX_CONNECTIONS)
 
 
 async def release(settings: ClientSettings, client: httpx.AsyncClient) -> None:
