@@ -47,11 +47,12 @@ CONN_FIELDS: dict[str, Any] = {
     "token_sharing": {
         "label": "Token sharing",
         # No "default" here: Airflow masks the value of any field whose name contains "token" ("***"), and
-        # the form would save that. Empty means host.
-        "schema": {"type": "string", "enum": ["host", "process"]},
-        "description": "Service accounts only. host (default, also when empty): the task processes on a machine "
-        "share one access token "
-        "(Atlas allows 10 token requests a minute); process: each process keeps its own and revokes it on exit.",
+        # the form would save that. Empty means the executor's default.
+        "schema": {"type": "string", "enum": ["host", "deployment", "process"]},
+        "description": "Service accounts only (Atlas allows 10 token requests a minute). Empty: host with the "
+        "Local executor, deployment with Celery or Kubernetes. host: the task processes on a machine share one "
+        "access token; deployment: every worker shares one through an encrypted Airflow Variable; process: each "
+        "process keeps its own and revokes it on exit.",
     },
     "allow_insecure_http": {
         "label": "Allow plain http (tests only)",

@@ -15,6 +15,8 @@ def _isolated_token_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
     store = tmp_path_factory.mktemp("tokens")
     store.chmod(0o700)
     monkeypatch.setenv("ATLASFLEX_TOKEN_DIR", str(store))
+    # The private fallback for a refused store lives under $XDG_CACHE_HOME: never the real home in tests.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     TOKEN_CACHE.clear()
     yield store
     TOKEN_CACHE.clear()

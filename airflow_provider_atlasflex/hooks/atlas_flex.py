@@ -40,6 +40,7 @@ from airflow_provider_atlasflex.hooks.connection_config import (
     DEFAULT_CONN_ID,
     AtlasConnectionConfig,
 )
+from airflow_provider_atlasflex.hooks.deployment_tokens import deployment_store
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
     CachedToken,
@@ -418,7 +419,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
                     self._sleep(step.seconds, step.reason)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.
-                    TOKEN_CACHE.invalidate(self._token_key, self._sent_token)
+                    TOKEN_CACHE.invalidate(self._token_key, self._sent_token, deployment_store(config))
                 elif isinstance(step, Reconcile) and reconcile is not None:
                     answer = reconcile()
         except StopIteration as done:
@@ -482,6 +483,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 lambda: self._fetch_token(config),
                 lambda value: revoke_token(config, value),
                 shared=shared,
+                deployment=deployment_store(config),
             )
         return cached.access_token
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import httpx
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks import shared_clients
 from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
@@ -24,13 +26,20 @@ from airflow_provider_atlasflex.hooks.api_protocol import (
 )
 from airflow_provider_atlasflex.hooks.atlas_flex import USER_AGENT, AtlasFlexHookBase, revoke_token
 from airflow_provider_atlasflex.hooks.connection_config import AtlasConnectionConfig
+from airflow_provider_atlasflex.hooks.deployment_tokens import deployment_store
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
+    CachedToken,
     FormCall,
     basic_authorization,
     parse_token,
     token_call,
 )
+from airflow_provider_atlasflex.hooks.shared_clients import ClientSettings
+
+# How long triggers reuse a connection read by another trigger (a changed connection is seen after this).
+CONFIG_TTL_SECONDS = 30.0
+_configs: dict[tuple[int, str], tuple[float, asyncio.Task[AtlasConnectionConfig]]] = {}
 
 
 class AtlasFlexAsyncHook(AtlasFlexHookBase):
@@ -44,7 +53,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         super().__init__(atlas_conn_id, **kwargs)
         self._config: AtlasConnectionConfig | None = None
         self._client: httpx.AsyncClient | None = None
-        self._token_lock = asyncio.Lock()
+        self._client_settings: ClientSettings | None = None
 
     # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
     @classmethod
@@ -58,33 +67,54 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         return connection_form.connection_form_widgets()
 
     async def aconfig(self) -> AtlasConnectionConfig:
-        if self._config is None:
-            getter = getattr(self, "aget_connection", None)
-            try:
-                if getter is not None:
-                    conn = await getter(self.atlas_conn_id)
-                else:  # Airflow 3.0
-                    from asgiref.sync import sync_to_async
+        """The connection, read once per loop and ``CONFIG_TTL_SECONDS`` for all the triggers that use it.
 
-                    conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._config = self._config_from(conn)
+        500 triggers of one connection would otherwise each make a round trip to the API server
+        (and a thread hop) before their first poll.
+        """
+        if self._config is None:
+            loop = asyncio.get_running_loop()
+            key = (id(loop), self.atlas_conn_id)
+            cached = _configs.get(key)
+            if (
+                cached is None
+                or cached[1].get_loop() is not loop  # an id reused by a later loop
+                or cached[0] < time.monotonic()
+                or (cached[1].done() and (cached[1].cancelled() or cached[1].exception() is not None))
+            ):
+                for stale in [k for k, (_, task) in _configs.items() if task.get_loop().is_closed()]:
+                    del _configs[stale]
+                cached = _configs[key] = (time.monotonic() + CONFIG_TTL_SECONDS, loop.create_task(self._read_config()))
+            self._config = await asyncio.shield(cached[1])
         return self._config
 
+    async def _read_config(self) -> AtlasConnectionConfig:
+        getter = getattr(self, "aget_connection", None)
+        try:
+            if getter is not None:
+                conn = await getter(self.atlas_conn_id)
+            else:  # Airflow 3.0
+                from asgiref.sync import sync_to_async
+
+                conn = await sync_to_async(self.get_connection)(self.atlas_conn_id)
+        except AirflowNotFoundException:
+            raise self._missing_connection() from None
+        return self._config_from(conn)
+
     async def client(self) -> httpx.AsyncClient:
+        """This loop's client for the connection's settings, shared with every other hook (trigger) using them."""
         if self._client is None:
             config = await self.aconfig()
             proxy = (config.proxies or {}).get("https") or (config.proxies or {}).get("http")
-            self._client = httpx.AsyncClient(
-                headers={"User-Agent": USER_AGENT}, timeout=config.timeout, verify=config.verify, proxy=proxy
-            )
+            self._client_settings = ClientSettings(config.base_url, config.verify, proxy, config.timeout, USER_AGENT)
+            self._client = shared_clients.lease(self._client_settings)
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Give the shared client back (it stays open for other triggers until idle)."""
+        if self._client is not None and self._client_settings is not None:
+            await shared_clients.release(self._client_settings, self._client)
+        self._client = None
 
     async def get_restore_job(
         self, cluster_name: str, restore_job_id: str, group_id: str | None = None
@@ -113,7 +143,9 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
                     await asyncio.sleep(step.seconds)
                 elif isinstance(step, RefreshToken):
                     # Only the token Atlas refused: another task may already have stored a new one.
-                    TOKEN_CACHE.invalidate(self._token_key(config), self._sent_token)
+                    await asyncio.to_thread(
+                        TOKEN_CACHE.invalidate, self._token_key(config), self._sent_token, deployment_store(config)
+                    )
                 elif isinstance(step, Reconcile):
                     answer = None
         except StopIteration as done:
@@ -131,18 +163,20 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             auth = httpx.DigestAuth(config.principal, config.secret)
+        assert self._client_settings is not None
         request = client.build_request(
             call.method, config.base_url + call.path, params=dict(call.params) or None, content=call.body(), headers=headers
         )
         try:
-            # Redirects are never followed (exchange() reports them); the body is read through CappedBody.
-            response = await client.send(request, auth=auth, follow_redirects=False, stream=True)
-            try:
-                body = CappedBody(call, response.headers)
-                async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
-                    body.add(chunk)
-            finally:
-                await response.aclose()
+            async with shared_clients.gate(self._client_settings):
+                # Redirects are never followed (exchange() reports them); the body is read through CappedBody.
+                response = await client.send(request, auth=auth, follow_redirects=False, stream=True)
+                try:
+                    body = CappedBody(call, response.headers)
+                    async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
+                        body.add(chunk)
+                finally:
+                    await response.aclose()
         except httpx.HTTPError as exc:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)
@@ -153,12 +187,18 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         return TOKEN_CACHE.key(config.base_url, config.principal, config.secret)
 
     async def _bearer_token(self, config: AtlasConnectionConfig) -> str:
-        key, shared = self._token_key(config), config.share_tokens
-        async with self._token_lock:
-            cached = TOKEN_CACHE.get(key, shared=shared)
-            if cached is not None:
-                return cached.access_token
-            # No host-wide file lock here: it would block the triggerer's event loop.
+        """One token for all the triggers of this triggerer (single flight across loops, threads and the host)."""
+
+        async def fetch() -> CachedToken:
             token = parse_token(await self.run(token_call()), config.credential_label)
-            TOKEN_CACHE.put(key, token, lambda value: revoke_token(config, value), shared=shared)
-            return token.access_token
+            self.log.info("Obtained an Atlas access token for %s", config.credential_label)
+            return token
+
+        token = await TOKEN_CACHE.aacquire(
+            self._token_key(config),
+            fetch,
+            lambda value: revoke_token(config, value),
+            shared=config.share_tokens,
+            deployment=deployment_store(config),
+        )
+        return token.access_token

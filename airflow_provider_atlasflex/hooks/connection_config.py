@@ -5,6 +5,7 @@ All connection mistakes surface here, with the field to fix, before any request 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -53,6 +54,8 @@ class AtlasConnectionConfig:
     proxies: dict[str, str] | None = None
     verify: bool | str = True
     share_tokens: bool = True
+    # "process", "host" or "deployment" (see docs/tokens.md); share_tokens is True for the last two.
+    token_sharing: str = "host"
     # Plain-http Atlas hosts and snapshot links are refused unless the connection opts in (the emulator does).
     allow_insecure_http: bool = False
 
@@ -116,7 +119,8 @@ class AtlasConnectionConfig:
             ),
             proxies=_proxies(conn_id, extras.get("proxies")),
             verify=_verify_with_bundle(conn_id, extras.get("verify", True), extras.get("ca_bundle")),
-            share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
+            share_tokens=_token_sharing(conn_id, extras.get("token_sharing")) != "process",
+            token_sharing=_token_sharing(conn_id, extras.get("token_sharing")),
             allow_insecure_http=allow_insecure_http,
         )
 
@@ -273,15 +277,37 @@ def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
     return value
 
 
-def _token_sharing(conn_id: str, value: Any) -> bool:
-    if value in (None, "", "host"):
-        return True
-    if value == "process":
-        return False
+TOKEN_SHARING_MODES = ("process", "host", "deployment")
+# Executors whose tasks all run on the machine of the scheduler: the host store already shares one token.
+_SINGLE_HOST_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
+
+
+def _token_sharing(conn_id: str, value: Any) -> str:
+    if value in (None, ""):
+        return default_token_sharing()
+    if value in TOKEN_SHARING_MODES:
+        return str(value)
     raise AtlasFlexConfigError(
-        f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (default: one token shared by "
-        "the task processes on a host) or 'process' (a token per process, revoked when it exits)."
+        f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (one token shared by the task "
+        "processes on a host; the default with the LocalExecutor), 'deployment' (one token for every worker, "
+        "through an encrypted Airflow Variable; the default with Celery, Kubernetes and other distributed "
+        "executors) or 'process' (a token per process, revoked when it exits)."
     )
+
+
+@functools.lru_cache(maxsize=1)
+def default_token_sharing() -> str:
+    """'host' when every task runs on one machine (LocalExecutor), else 'deployment'."""
+    try:
+        try:
+            from airflow.sdk import conf
+        except ImportError:  # Airflow < 3.1
+            from airflow.configuration import conf  # type: ignore[no-redef,assignment]
+        executors = str(conf.get("core", "executor", fallback="LocalExecutor") or "LocalExecutor")
+    except Exception:  # noqa: BLE001 - no readable configuration: the conservative default
+        return "host"
+    names = [part.split(":")[-1].strip().rsplit(".", 1)[-1] for part in executors.split(",") if part.strip()]
+    return "host" if names and all(name in _SINGLE_HOST_EXECUTORS for name in names) else "deployment"
 
 
 def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> bool:

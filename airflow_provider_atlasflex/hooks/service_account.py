@@ -8,26 +8,33 @@ or, for unshared tokens, when the process exits.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import base64
 import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import pwd
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import AtlasApiError
 from airflow_provider_atlasflex.hooks.api_protocol import REVOKE_PATH, TOKEN_PATH, ApiCall
+
+log = logging.getLogger(__name__)
 
 # Refresh this long before expires_in so a token never expires mid-request.
 EXPIRY_MARGIN_SECONDS = 120.0
@@ -97,22 +104,28 @@ def parse_token(payload: Any, credential_label: str) -> CachedToken:
 class TokenCache:
     """Service-account tokens, keyed by base URL and credentials.
 
-    ``shared=True`` (the connection's default, ``token_sharing: host``) also keeps the token in a
-    private file (0600, in a 0700 directory owned by this user) so that every task process on the
-    host reuses one token: Airflow runs each task in its own process, and a night of 50 clusters
-    would otherwise ask for 100+ tokens against a limit of 10 a minute. A token that is replaced
-    before it expired is revoked. ``shared=False`` keeps tokens in this process only and revokes
-    them when the process exits.
+    ``shared=True`` (``token_sharing: host``, and the host layer of ``deployment``) also keeps the
+    token in a private file (0600, in a 0700 directory owned by this user) so that every task
+    process on the host reuses one token: Airflow runs each task in its own process, and a night of
+    50 clusters would otherwise ask for 100+ tokens against a limit of 10 a minute. A token that is
+    replaced before it expired is revoked. ``shared=False`` keeps tokens in this process only and
+    revokes them when the process exits.
+
+    Fetching is single-flight: however many threads, event loops (the triggerer's triggers) and
+    processes on the host want a token at once, one of them asks Atlas and the others wait for its
+    answer. With a ``deployment`` store (``token_sharing: deployment``) the hosts of a distributed
+    deployment also agree on one token (see :mod:`.deployment_tokens`).
     """
 
     def __init__(self, store_dir: Path | None = None) -> None:
         self._lock = threading.Lock()
-        self._fetch_lock = threading.Lock()
         self._tokens: dict[str, CachedToken] = {}
         self._revokers: dict[str, Callable[[str], None]] = {}
         self._private: set[str] = set()
+        self._flights: dict[str, tuple[Future[CachedToken], int]] = {}
         self._store_dir = store_dir
         self._exit_hook_pid: int | None = None
+        self._refused_dirs: set[Path] = set()
 
     @staticmethod
     def key(base_url: str, client_id: str, client_secret: str) -> str:
@@ -135,6 +148,8 @@ class TokenCache:
                 return stored
         return None
 
+    # ---- single-flight acquisition ------------------------------------------------------------
+
     def acquire(
         self,
         key: str,
@@ -142,18 +157,138 @@ class TokenCache:
         revoker: Callable[[str], None],
         *,
         shared: bool = True,
+        deployment: DeploymentStore | None = None,
     ) -> CachedToken:
-        """Return a fresh token, fetching one at most once across this host's processes."""
-        with self._fetch_lock, self._host_lock(key, shared):
+        """Return a fresh token, fetching one at most once across this host's threads and processes."""
+        while True:
             token = self.get(key, shared=shared)
             if token is not None:
                 return token
-            previous = self._tokens.get(key) or (self._read(key) if shared else None)
-            token = fetch()
-            self.put(key, token, revoker, shared=shared)
-            if previous is not None and previous.access_token != token.access_token and previous.expires_at > time.time():
-                _quietly(revoker, previous)  # replaced before it expired: do not leave it active
+            flight, leader = self._join(key, blocking=True)
+            if not leader:
+                try:
+                    return flight.result()
+                except _LeaderGone:
+                    continue  # the fetching caller was cancelled: try again, maybe as the leader
+            try:
+                with self._host_lock(key, shared and self._leads(key, flight)):
+                    steps = self._refresh(key, revoker, shared, deployment)
+                    answer: Any = None
+                    while True:
+                        step = steps.send(answer)
+                        answer = fetch() if step is _FETCH else cast(Callable[[], Any], step)()
+            except StopIteration as done:
+                self._land(key, flight, result=done.value)
+                return cast(CachedToken, done.value)
+            except BaseException as exc:
+                self._land(key, flight, error=exc)
+                raise
+
+    async def aacquire(
+        self,
+        key: str,
+        fetch: Callable[[], Awaitable[CachedToken]],
+        revoker: Callable[[str], None],
+        *,
+        shared: bool = True,
+        deployment: DeploymentStore | None = None,
+    ) -> CachedToken:
+        """:meth:`acquire` for an event loop: never blocks it (host lock polled, file and store I/O in threads)."""
+        while True:
+            token = self.get(key, shared=shared)
+            if token is not None:
+                return token
+            flight, leader = self._join(key, blocking=False)
+            if not leader:
+                try:
+                    return await _wait_for(flight)
+                except _LeaderGone:
+                    continue
+            try:
+                async with self._async_host_lock(key, shared and self._leads(key, flight)):
+                    steps = self._refresh(key, revoker, shared, deployment)
+                    answer: Any = None
+                    while True:
+                        step = steps.send(answer)
+                        answer = await fetch() if step is _FETCH else await asyncio.to_thread(cast(Callable[[], Any], step))
+            except StopIteration as done:
+                self._land(key, flight, result=done.value)
+                return cast(CachedToken, done.value)
+            except BaseException as exc:
+                self._land(key, flight, error=exc)
+                raise
+
+    def _join(self, key: str, *, blocking: bool) -> tuple[Future[CachedToken], bool]:
+        """The fetch in progress for ``key`` (follow it), or a new one this caller leads.
+
+        A blocking caller on the leader's own thread (a sync call made from inside the leading
+        event loop) gets a flight of its own: waiting for the loop it is blocking would never end.
+        """
+        me = threading.get_ident()
+        with self._lock:
+            current = self._flights.get(key)
+            if current is not None and (not blocking or current[1] != me):
+                return current[0], False
+            flight: Future[CachedToken] = Future()
+            if current is None:
+                self._flights[key] = (flight, me)
+            return flight, True
+
+    def _leads(self, key: str, flight: Future[CachedToken]) -> bool:
+        """False for a same-thread flight of its own: the leader holds the host lock in this very thread."""
+        with self._lock:
+            current = self._flights.get(key)
+            return current is not None and current[0] is flight
+
+    def _land(
+        self, key: str, flight: Future[CachedToken], *, result: Any = None, error: BaseException | None = None
+    ) -> None:
+        with self._lock:
+            current = self._flights.get(key)
+            if current is not None and current[0] is flight:
+                del self._flights[key]
+        if error is None:
+            flight.set_result(result)
+        elif isinstance(error, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            flight.set_exception(_LeaderGone())  # followers retry; they are not cancelled with it
+        else:
+            flight.set_exception(error)
+
+    def _refresh(
+        self, key: str, revoker: Callable[[str], None], shared: bool, deployment: DeploymentStore | None
+    ) -> Generator[object, Any, CachedToken]:
+        """Under the host lock: find or fetch the token, store it, revoke what it replaces.
+
+        Yields ``_FETCH`` (answer with a new token from Atlas) or a blocking callable to run
+        (answer with its result), so the sync and async callers share this logic.
+        """
+        token = self.get(key, shared=shared)  # another process may have stored one while we waited
+        if token is not None:
             return token
+        with self._lock:
+            in_memory = self._tokens.get(key)
+        on_disk = (yield partial(self._read, key)) if shared else None
+        replaced = [t for t in (in_memory, on_disk) if t is not None]
+        found = (yield deployment.claim) if deployment is not None else None
+        if found is not None and found.fresh(time.time()):
+            token = found
+        else:
+            token = yield _FETCH
+            if deployment is not None:
+                winner, displaced = yield partial(deployment.publish, token)
+                if winner.access_token != token.access_token:
+                    displaced = [*displaced, token]  # another host's token won: ours must not stay active
+                token = winner
+                replaced.extend(displaced)
+        mask_secret(token.access_token)
+        yield partial(self.put, key, token, revoker, shared=shared)
+        now = time.time()
+        stale = {t.access_token: t for t in replaced if t.access_token != token.access_token and t.expires_at > now}
+        if stale:
+            yield partial(_revoke_all, revoker, list(stale.values()))
+        return token
+
+    # ---- writing ---------------------------------------------------------------------------
 
     def put(self, key: str, token: CachedToken, revoker: Callable[[str], None], *, shared: bool = True) -> None:
         with self._lock:
@@ -171,8 +306,10 @@ class TokenCache:
         if shared:
             self._write(key, token)
 
-    def invalidate(self, key: str, access_token: str | None = None) -> None:
-        """Forget a token Atlas refused (only if it is still the cached one)."""
+    def invalidate(self, key: str, access_token: str | None = None, deployment: DeploymentStore | None = None) -> None:
+        """Forget a token Atlas refused (only if it is still the cached one), here, on the host and in the deployment."""
+        if deployment is not None and access_token is not None:
+            deployment.forget(access_token)
         with self._lock:
             current = self._tokens.get(key)
             if current is not None and (access_token is None or current.access_token == access_token):
@@ -199,18 +336,27 @@ class TokenCache:
     # ---- the host store --------------------------------------------------------------------
 
     def _directory(self) -> Path | None:
-        directory = self._store_dir or Path(
+        """The host store: the configured directory, or a private fallback when that one is not safe."""
+        configured = self._store_dir or Path(
             os.environ.get("ATLASFLEX_TOKEN_DIR") or Path(tempfile.gettempdir()) / f"airflow-atlasflex-{os.getuid()}"
         )
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = directory.lstat()
-        except OSError:
-            return None
-        # Only a real directory that this user owns and nobody else can read may hold tokens.
-        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
-            return None
-        return directory
+        problem = _private_directory_problem(configured)
+        if problem is None:
+            return configured
+        fallback = private_fallback_directory()
+        usable = fallback if fallback != configured and _private_directory_problem(fallback) is None else None
+        if configured not in self._refused_dirs:
+            self._refused_dirs.add(configured)
+            log.warning(
+                "Not keeping Atlas service-account tokens in %s: it %s. %s Fix: remove that directory (or give it "
+                "to this user with mode 0700), or set ATLASFLEX_TOKEN_DIR to a directory owned by the Airflow user "
+                "with mode 0700.",
+                configured,
+                problem,
+                f"Using the private directory {fallback} instead." if usable else
+                "No private fallback directory is usable either, so each task process fetches its own token.",
+            )
+        return usable
 
     def _path(self, key: str) -> Path:
         directory = self._directory()
@@ -240,18 +386,111 @@ class TokenCache:
         except OSError:
             pass
 
-    @contextlib.contextmanager
-    def _host_lock(self, key: str, shared: bool) -> Iterator[None]:
+    def _lock_file(self, key: str, shared: bool) -> int | None:
         directory = self._directory() if shared else None
         if directory is None:
+            return None
+        try:
+            return os.open(directory / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return None
+
+    @contextlib.contextmanager
+    def _host_lock(self, key: str, shared: bool) -> Iterator[None]:
+        fd = self._lock_file(key, shared)
+        if fd is None:
             yield
             return
-        with open(directory / f"{key}.lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextlib.asynccontextmanager
+    async def _async_host_lock(self, key: str, shared: bool) -> AsyncIterator[None]:
+        """The host lock, polled: a blocking flock would stall every trigger on the event loop."""
+        fd = self._lock_file(key, shared)
+        if fd is None:
+            yield
+            return
+        try:
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+            yield
+        finally:
+            os.close(fd)
+
+
+class DeploymentStore(Protocol):
+    """Where the hosts of a deployment agree on one token (``token_sharing: deployment``)."""
+
+    def claim(self) -> CachedToken | None:
+        """A fresh token another host stored, or None once this host may fetch one (blocking)."""
+
+    def publish(self, token: CachedToken) -> tuple[CachedToken, list[CachedToken]]:
+        """Store ``token``; returns the token that won (maybe another host's) and the ones it displaced."""
+
+    def forget(self, access_token: str) -> None:
+        """Drop ``access_token`` if it is still the stored one (Atlas refused it)."""
+
+
+class _LeaderGone(Exception):
+    """The caller fetching the token was cancelled; its followers try again."""
+
+
+_FETCH = object()
+
+
+async def _wait_for(flight: Future[CachedToken]) -> CachedToken:
+    """Await a fetch led from any thread or event loop, without cancelling it if this waiter is cancelled."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def wake(_: Future[CachedToken]) -> None:
+        loop.call_soon_threadsafe(settle)
+
+    flight.add_done_callback(wake)
+    await waiter
+    return flight.result()
+
+
+def _private_directory_problem(directory: Path) -> str | None:
+    """Why ``directory`` may not hold tokens (None: it is a real 0700 directory owned by this user)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.lstat()
+    except OSError as exc:
+        return f"cannot be created or read ({exc.strerror or type(exc).__name__})"
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(info.st_mode):
+        return "is not a directory"
+    if info.st_uid != os.getuid():
+        return f"is owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
+    if info.st_mode & 0o077:
+        return f"can be reached by other users (mode {stat.S_IMODE(info.st_mode):04o}, not 0700)"
+    return None
+
+
+def private_fallback_directory() -> Path:
+    """A per-user directory under this user's own home, which other local users cannot pre-create."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".cache")
+    return Path(cache) / "airflow-provider-atlasflex" / "tokens"
+
+
+def _revoke_all(revoker: Callable[[str], None], tokens: list[CachedToken]) -> int:
+    return sum(_quietly(revoker, token) for token in tokens)
 
 
 def _quietly(revoker: Callable[[str], None], token: CachedToken) -> bool:
@@ -259,7 +498,7 @@ def _quietly(revoker: Callable[[str], None], token: CachedToken) -> bool:
     try:
         revoker(token.access_token)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure: the token expires on its own
         return False
 
 

@@ -101,6 +101,7 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         result = self.poke(context)
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
+        poked_at = time.time()
         self.defer(
             trigger=AtlasFlexRestoreJobTrigger(
                 cluster_name=cluster,
@@ -108,7 +109,9 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
                 group_id=group_id,
                 atlas_conn_id=conn_id,
                 poll_interval=float(self.poke_interval),
-                end_time=time.time() + float(self.timeout),
+                end_time=poked_at + float(self.timeout),
+                # The poke above was this wait's first look: the trigger's first GET comes one interval later.
+                first_poll_at=poked_at + float(self.poke_interval),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),

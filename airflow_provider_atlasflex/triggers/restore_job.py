@@ -31,6 +31,8 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
     :param end_time: Unix time after which the trigger reports ``timeout``.
     :param wait_for: ``"snapshot_url"`` (a DOWNLOAD job's link is ready, the default) or
         ``"completed"`` (a RESTORE job into a cluster is COMPLETED).
+    :param first_poll_at: Unix time of the first GET. The deferring sensor has just looked at the job,
+        so it passes its next poke time instead of having the trigger repeat that request at once.
     """
 
     WAIT_FOR = ("snapshot_url", "completed")
@@ -45,6 +47,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         poll_interval: float,
         end_time: float,
         wait_for: str = "snapshot_url",
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()
         # Checked here, before run() sends anything: 0 s would poll Atlas in a tight loop, and a bad
@@ -58,6 +61,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         if wait_for not in self.WAIT_FOR:
             raise AtlasFlexConfigError(f"wait_for must be one of {self.WAIT_FOR}, got {wait_for!r}.")
         self.wait_for = wait_for
+        self.first_poll_at = None if first_poll_at is None else require_positive_number(first_poll_at, "first_poll_at")
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -70,6 +74,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
                 "wait_for": self.wait_for,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -79,6 +84,8 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         hook = AtlasFlexAsyncHook(self.atlas_conn_id)
         base = {"cluster_name": self.cluster_name, "restore_job_id": self.restore_job_id}
         try:
+            if self.first_poll_at is not None:
+                await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
             while True:
                 job = await hook.get_restore_job(self.cluster_name, self.restore_job_id, self.group_id)
                 try:

@@ -64,7 +64,7 @@ def test_widgets_are_typed_defaulted_and_explained(airflow_3_1_form_mocks, hook_
     assert fields["allow_insecure_http"]["value"] is False
     assert "3600" in fields["timeout"]["schema"]["title"] and fields["timeout"]["value"] == "60"
     assert fields["max_retries"]["schema"]["type"][0] == "integer" and fields["max_retries"]["value"] == 5
-    assert fields["token_sharing"]["schema"]["enum"] == ["host", "process"]
+    assert fields["token_sharing"]["schema"]["enum"] == ["host", "deployment", "process"]
     assert all(field["description"] for field in fields.values())
 
 

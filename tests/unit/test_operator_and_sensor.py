@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from airflow.sdk import PokeReturnValue
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
-from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
+from tests.unit.conftest import CLUSTER, CLUSTER_URL, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
 from tests.unit.fake_context import make_context
 
 SNAPSHOTS = {
@@ -136,6 +136,8 @@ class TestSnapshotUrlSensor:
         assert classpath == "airflow_provider_atlasflex.triggers.restore_job.AtlasFlexRestoreJobTrigger"
         assert kwargs["restore_job_id"] == JOB and kwargs["poll_interval"] == 5
         assert 590 < kwargs["end_time"] - time.time() <= 600
+        # The poke just made was the first look: the trigger does not repeat it at once.
+        assert 0 < kwargs["first_poll_at"] - time.time() <= 5
         assert AtlasFlexRestoreJobTrigger(**kwargs).serialize() == (classpath, kwargs)
 
     def test_deferrable_returns_at_once_when_already_ready(self, requests_mock, digest_conn):

@@ -212,6 +212,7 @@ class TokenStore:
         self.enforce_limits = enforce_limits
         self._tokens: dict[str, _Token] = {}
         self._stats: dict[str, _ClientStats] = {}
+        self._peak_active: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------- endpoint
@@ -268,6 +269,8 @@ class TokenStore:
                 raise OAuthError(403, {"error": "access_denied", "error_description": "Access Token limit reached"})
             token = secrets.token_urlsafe(48)
             self._tokens[token] = _Token(account.client_id, now + self.token_ttl)
+            active = self._active_locked(account.client_id, now)
+            self._peak_active[account.client_id] = max(self._peak_active.get(account.client_id, 0), active)
         return {"access_token": token, "token_type": "Bearer", "expires_in": int(self.token_ttl)}
 
     def revoke(self, authorization: str | None, form: dict[str, str]) -> None:
@@ -308,6 +311,11 @@ class TokenStore:
     def active_count(self, client_id: str) -> int:
         with self._lock:
             return self._active_locked(client_id, self._clock())
+
+    def peak_active(self, client_id: str) -> int:
+        """The most tokens of that client that were active at once (counted when each was issued)."""
+        with self._lock:
+            return self._peak_active.get(client_id, 0)
 
     def issued(self, client_id: str | None = None) -> list[str]:
         """Every access token issued so far (revoked and expired ones too), oldest first."""

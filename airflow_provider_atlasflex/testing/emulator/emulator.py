@@ -279,6 +279,10 @@ class AtlasEmulator:
     def active_token_count(self, client_id: str) -> int:
         return self._tokens.active_count(client_id)
 
+    def peak_active_tokens(self, client_id: str) -> int:
+        """The most active (unrevoked, unexpired) tokens that client held at any moment."""
+        return self._tokens.peak_active(client_id)
+
     def issued_tokens(self, client_id: str | None = None) -> list[str]:
         """Every bearer token the token endpoint handed out (also revoked/expired), oldest first.
 
