@@ -30,6 +30,8 @@ from airflow_provider_atlasflex.hooks.service_account import (
     token_call,
 )
 
+__all__ = ["AtlasFlexAsyncHook"]
+
 
 class AtlasFlexAsyncHook(AtlasFlexHookBase):
     """What the trigger needs, without blocking the triggerer's event loop.

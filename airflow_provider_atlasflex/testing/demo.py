@@ -3,6 +3,10 @@
 Starts the emulator, runs ``airflow dags test atlas_flex_nightly_export`` (deferrable sensor,
 service-account auth, two clusters through dynamic task mapping), then checks every exported
 file against what the emulator served. Leaves nothing running; exits non-zero on any mismatch.
+
+The DAG comes from the installed package (``airflow_provider_atlasflex.example_dags``, the
+repository's ``dags_examples/``), so the demo works from a wheel as well as from a checkout; it is
+copied into ``WORKDIR/dags/``, which is also the copy to start your own DAG from.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import argparse
 import hashlib
 import shutil
 import sys
+from importlib.resources import as_file, files
 from pathlib import Path
 
 from airflow_provider_atlasflex.testing.airflow_sandbox import AirflowSandbox, emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 
 DAG_ID = "atlas_flex_nightly_export"
+EXAMPLE_DAGS_PACKAGE = "airflow_provider_atlasflex.example_dags"
 
 
 def file_sha256(path: Path) -> str:
@@ -27,6 +33,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_example_dag(dags_folder: Path) -> Path:
+    """Copy the example DAG shipped in the package into ``dags_folder``; returns the copy."""
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    with as_file(files(EXAMPLE_DAGS_PACKAGE) / f"{DAG_ID}.py") as source:
+        return Path(shutil.copy2(source, dags_folder / source.name))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where Airflow's home and exports go")
@@ -35,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth", choices=("service_account", "digest"), default="service_account")
     args = parser.parse_args(argv)
 
-    repo = Path(__file__).resolve().parents[2]
     workdir = args.workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     exports = workdir / "exports"
     clusters = [c for c in args.clusters.split(",") if c]
-    sandbox = AirflowSandbox(workdir / "airflow-home", repo / "dags_examples")
+    dag_file = copy_example_dag(workdir / "dags")
+    sandbox = AirflowSandbox(workdir / "airflow-home", dag_file.parent)
+    print(f"Example DAG: {dag_file}", flush=True)
     print(f"Preparing Airflow in {sandbox.home} ...", flush=True)
     sandbox.migrate()
 
