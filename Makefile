@@ -60,7 +60,7 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 	@touch $@
 
 matrix-%: $(MATRIX_DIR)/venv-%/.installed
-	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import airflow; print(airflow.__version__)') (.matrix/venv-$*)"
+	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($(MATRIX_DIR)/venv-$*)"
 	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -m "not e2e" -q
 	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -q $(MATRIX_E2E)
 
