@@ -23,6 +23,8 @@ from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 
 DAG_ID = "atlas_flex_nightly_export"
 EXAMPLE_DAGS_PACKAGE = "airflow_provider_atlasflex.example_dags"
+# Marks a work directory as the demo's own: only such a directory is wiped at the next run.
+WORKDIR_MARKER = ".atlasflex-demo"
 
 
 def file_sha256(path: Path) -> str:
@@ -40,6 +42,16 @@ def copy_example_dag(dags_folder: Path) -> Path:
         return Path(shutil.copy2(source, dags_folder / source.name))
 
 
+def prepare_workdir(workdir: Path) -> None:
+    """Empty ``workdir`` for a fresh run, refusing to wipe a directory the demo did not create."""
+    ours = (workdir / WORKDIR_MARKER).exists() or (workdir / "airflow-home").is_dir()  # or an older demo's
+    if workdir.exists() and any(workdir.iterdir()) and not ours:
+        raise SystemExit(f"{workdir} is not empty and was not made by the demo; pass a new or empty --workdir.")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).touch()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where Airflow's home and exports go")
@@ -49,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     workdir = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
+    prepare_workdir(workdir)
     exports = workdir / "exports"
     clusters = [c for c in args.clusters.split(",") if c]
     dag_file = copy_example_dag(workdir / "dags")
