@@ -62,7 +62,7 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 matrix-%: $(MATRIX_DIR)/venv-%/.installed
 	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($(MATRIX_DIR)/venv-$*)"
 	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -m "not e2e" -q
-	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -q $(MATRIX_E2E)
+	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -q -m e2e $(MATRIX_E2E)
 
 # Regenerate one minor's pins: make constraints MINOR=3.2 AIRFLOW=3.2.2 (then run make matrix-3.2).
 constraints:
