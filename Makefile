@@ -1,17 +1,32 @@
 # The project's two commands: `make demo` (the nightly export DAG in real Airflow against the
 # local emulator) and `make test` (every test). Both set up what they need from nothing.
+# Extra: `make matrix` runs the tests on every supported Airflow minor (see README "Development").
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit e2e bench clean
+# The newest supported minor: the main venv (`make test`, `make demo`) runs on it.
+NEWEST := 3.3
+# Every supported minor, oldest first; the oldest is the floor in pyproject.toml.
+MATRIX_MINORS ?= 3.1 3.2 3.3
+# What CI (.ci/run) runs besides `make test`, which already covers the newest: the oldest minor.
+CI_MATRIX_MINORS ?= 3.1
+MATRIX_DIR := .matrix
+# Each matrix run: every test not marked e2e, then one real `airflow dags test` of the example DAG
+# and the installed-wheel checks (the wheel in a fresh venv runs the demo).
+MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_copies_every_cluster[poke-digest] tests/packaging
 
-$(STAMP): pyproject.toml
+.PHONY: demo test unit e2e bench clean matrix ci-matrix constraints
+# Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
+.PRECIOUS: $(MATRIX_DIR)/venv-%/.installed
+
+# pip's -c pins Airflow and its dependencies to a set proven to work (constraints/README.md).
+$(STAMP): pyproject.toml constraints/airflow-$(NEWEST).txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints/airflow-$(NEWEST).txt -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,5 +44,29 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/transfer_memory.py
 
+# ---- Airflow version matrix -------------------------------------------------------------------
+# One venv per minor in .matrix/venv-MINOR, rebuilt only when its constraints or pyproject.toml change.
+matrix: $(addprefix matrix-,$(MATRIX_MINORS))
+
+# .ci/run: after `make test` (the newest minor), the oldest.
+ci-matrix: $(addprefix matrix-,$(CI_MATRIX_MINORS))
+
+$(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=python3.x)")'
+	rm -rf $(MATRIX_DIR)/venv-$*
+	$(PYTHON) -m venv $(MATRIX_DIR)/venv-$*
+	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet --upgrade pip
+	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet -c constraints/airflow-$*.txt -e '.[test]'
+	@touch $@
+
+matrix-%: $(MATRIX_DIR)/venv-%/.installed
+	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($(MATRIX_DIR)/venv-$*)"
+	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -m "not e2e" -q
+	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -q -m e2e $(MATRIX_E2E)
+
+# Regenerate one minor's pins: make constraints MINOR=3.2 AIRFLOW=3.2.2 (then run make matrix-3.2).
+constraints:
+	PYTHON=$(PYTHON) constraints/generate.sh $(MINOR) $(AIRFLOW)
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache
+	rm -rf $(VENV) $(MATRIX_DIR) .demo .pytest_cache

@@ -1,4 +1,7 @@
-"""The few Airflow names whose import path moved between 3.0 and 3.3, in one place."""
+"""The few Airflow names whose import path moved between 3.1 (the floor) and 3.3, in one place.
+
+Why the floor is 3.1 and not 3.0: see constraints/README.md.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Any
 
 try:
     from airflow.sdk.exceptions import AirflowSensorTimeout
-except ImportError:  # Airflow < 3.1
+except ImportError:  # Airflow 3.1
     from airflow.exceptions import AirflowSensorTimeout  # type: ignore[no-redef,attr-defined]
 
 __all__ = ["AirflowSensorTimeout", "default_deferrable", "mask_secret"]
@@ -16,8 +19,8 @@ def default_deferrable() -> bool:
     """``[operators] default_deferrable``, read when an operator is built (not at import)."""
     try:
         from airflow.sdk import conf
-    except ImportError:  # Airflow < 3.1
-        from airflow.configuration import conf  # type: ignore[no-redef]
+    except ImportError:  # Airflow 3.1
+        from airflow.configuration import conf  # type: ignore[no-redef,assignment]
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 
 

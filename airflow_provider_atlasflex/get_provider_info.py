@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_atlasflex.version import __version__
+
+__all__ = ["get_provider_info"]
+
+
 # The connection form's extra fields (Airflow >= 3.2 reads these; older versions get the same fields
 # as wtforms widgets from the hook classes, built from this table by hooks/connection_form.py).
 CONN_FIELDS: dict[str, Any] = {
@@ -86,10 +91,16 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
+    """What ``airflow providers`` and the UI show; same keys as Airflow's own providers where they fit.
+
+    Not carried, because the provider has none: ``extra-links`` (operator links), ``asset-uris``
+    (Asset schemes), ``config`` (Airflow options), ``notifications``.
+    """
     return {
         "package-name": "airflow-provider-atlasflex",
         "name": "MongoDB Atlas Flex Backup",
         "description": "Nightly exports of MongoDB Atlas flex-cluster backup snapshots to storage you control.",
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": "MongoDB Atlas",
@@ -128,7 +139,8 @@ def get_provider_info() -> dict[str, Any]:
         "transfers": [
             {
                 "source-integration-name": "MongoDB Atlas",
-                "target-integration-name": "Object Storage",
+                # Airflow's name for ObjectStoragePath destinations (apache-airflow-providers-common-io).
+                "target-integration-name": "Common IO",
                 "python-module": "airflow_provider_atlasflex.transfers.snapshot_to_storage",
             }
         ],

@@ -59,6 +59,8 @@ from airflow_provider_atlasflex.restore_jobs import (
 from airflow_provider_atlasflex.restore_targets import newest_restore_into
 from airflow_provider_atlasflex.validation import require_connection_id, require_object_id, require_timedelta
 
+__all__ = ["AtlasFlexHook", "AtlasFlexHookBase"]
+
 USER_AGENT = "airflow-provider-atlasflex"
 MAX_PAGES = 1000
 

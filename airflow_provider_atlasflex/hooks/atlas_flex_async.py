@@ -41,6 +41,8 @@ from airflow_provider_atlasflex.hooks.shared_clients import ClientSettings
 CONFIG_TTL_SECONDS = 30.0
 _configs: dict[tuple[int, str], tuple[float, asyncio.Task[AtlasConnectionConfig]]] = {}
 
+__all__ = ["AtlasFlexAsyncHook"]
+
 
 class AtlasFlexAsyncHook(AtlasFlexHookBase):
     """What the trigger needs, without blocking the triggerer's event loop.

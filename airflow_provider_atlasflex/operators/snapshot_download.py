@@ -22,6 +22,8 @@ from airflow_provider_atlasflex.validation import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+__all__ = ["AtlasFlexSnapshotDownloadOperator"]
+
 
 class AtlasFlexSnapshotDownloadOperator(BaseOperator):
     """Request the download link of a flex cluster's backup snapshot.

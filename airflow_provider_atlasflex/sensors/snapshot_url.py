@@ -27,6 +27,8 @@ from airflow_provider_atlasflex.validation import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+__all__ = ["AtlasFlexSnapshotUrlSensor"]
+
 
 class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
     """Wait until Atlas has prepared the snapshot file of a DOWNLOAD restore job.

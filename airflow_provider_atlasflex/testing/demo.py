@@ -5,6 +5,10 @@ atlas_flex_nightly_export`` (discovery, deferrable sensor, service-account auth,
 mapping, the night's report), prints what discovery found and the report, then checks every
 exported file against what the emulator served. Leaves nothing running; exits non-zero on any
 mismatch.
+
+The DAG comes from the installed package (``airflow_provider_atlasflex.example_dags``, the
+repository's ``dags_examples/``), so the demo works from a wheel as well as from a checkout; it is
+copied into ``WORKDIR/dags/``, which is also the copy to start your own DAG from.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import shutil
 import sqlite3
 import sys
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,9 @@ def read_xcom(home: Path, task_id: str, key: str = "return_value") -> Any:
         return None
     value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
     return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
+EXAMPLE_DAGS_PACKAGE = "airflow_provider_atlasflex.example_dags"
+# Marks a work directory as the demo's own: only such a directory is wiped at the next run.
+WORKDIR_MARKER = ".atlasflex-demo"
 
 
 def file_sha256(path: Path) -> str:
@@ -44,6 +52,23 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def copy_example_dag(dags_folder: Path) -> Path:
+    """Copy the example DAG shipped in the package into ``dags_folder``; returns the copy."""
+    dags_folder.mkdir(parents=True, exist_ok=True)
+    with as_file(files(EXAMPLE_DAGS_PACKAGE) / f"{DAG_ID}.py") as source:
+        return Path(shutil.copy2(source, dags_folder / source.name))
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Empty ``workdir`` for a fresh run, refusing to wipe a directory the demo did not create."""
+    ours = (workdir / WORKDIR_MARKER).exists() or (workdir / "airflow-home").is_dir()  # or an older demo's
+    if workdir.exists() and any(workdir.iterdir()) and not ours:
+        raise SystemExit(f"{workdir} is not empty and was not made by the demo; pass a new or empty --workdir.")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / WORKDIR_MARKER).touch()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where Airflow's home and exports go")
@@ -52,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth", choices=("service_account", "digest"), default="service_account")
     args = parser.parse_args(argv)
 
-    repo = Path(__file__).resolve().parents[2]
     workdir = args.workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
+    prepare_workdir(workdir)
     exports = workdir / "exports"
     clusters = [c for c in args.clusters.split(",") if c]
-    sandbox = AirflowSandbox(workdir / "airflow-home", repo / "dags_examples")
+    dag_file = copy_example_dag(workdir / "dags")
+    sandbox = AirflowSandbox(workdir / "airflow-home", dag_file.parent)
+    print(f"Example DAG: {dag_file}", flush=True)
     print(f"Preparing Airflow in {sandbox.home} ...", flush=True)
     sandbox.migrate()
 

@@ -61,6 +61,8 @@ from airflow_provider_atlasflex.validation import (
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
+__all__ = ["AtlasFlexSnapshotToStorageOperator"]
+
 
 class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     """Stream the snapshot file of a ready DOWNLOAD restore job to ``dst``.

@@ -20,6 +20,8 @@ from airflow_provider_atlasflex.validation import (
     require_positive_number,
 )
 
+__all__ = ["AtlasFlexRestoreJobTrigger"]
+
 
 class AtlasFlexRestoreJobTrigger(BaseTrigger):
     """Poll GET .../backup/restoreJobs/{id} until ``snapshotUrl`` appears, the job fails, or ``end_time``.

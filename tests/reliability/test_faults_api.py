@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_atlasflex.hooks.api_protocol import RetryPolicy
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
@@ -19,6 +18,7 @@ from airflow_provider_atlasflex.hooks.atlas_flex_async import AtlasFlexAsyncHook
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
+from tests.airflow_compat import TaskDeferred
 from tests.reliability.conftest import FakeClock, files_under
 from tests.reliability.registry import reliability
 from tests.unit.fake_context import make_context

@@ -505,9 +505,8 @@ def test_restore_job_outlasts_the_sensor_timeout_poke(make_emulator, atlas_conn)
 def test_restore_job_outlasts_the_sensor_timeout_deferrable(make_emulator, atlas_conn):
     import asyncio
 
-    from airflow.sdk.exceptions import TaskDeferred
-
     from airflow_provider_atlasflex.compat import AirflowSensorTimeout
+    from tests.airflow_compat import TaskDeferred
 
     emu = make_emulator(restore_duration=3600)
     atlas_conn(emu, "service_account")

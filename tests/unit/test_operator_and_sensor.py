@@ -6,13 +6,13 @@ import time
 
 import pytest
 from airflow.sdk import PokeReturnValue
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
-
+from airflow_provider_atlasflex.compat import AirflowSensorTimeout
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
-from tests.unit.conftest import CLUSTER, CLUSTER_URL, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
+from tests.airflow_compat import TaskDeferred
+from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
 from tests.unit.fake_context import make_context
 
 SNAPSHOTS = {
@@ -119,7 +119,7 @@ class TestSnapshotUrlSensor:
         requests_mock.get(JOB_URL, json=body)
         with pytest.raises(RestoreJobFailedError, match=message) as err:
             sensor().poke(make_context())
-        from airflow.sdk.exceptions import AirflowFailException
+        from airflow_provider_atlasflex.exceptions import AirflowFailException
 
         assert isinstance(err.value, AirflowFailException)
         assert CLUSTER in str(err.value) and JOB in str(err.value)

@@ -1,9 +1,10 @@
-"""Packaging: provider metadata, entry point, connection form, and the example DAG."""
+"""Packaging: provider metadata, entry point, connection form, the example DAG, and the Airflow floor."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_provider_info_is_valid_against_airflows_schema():
-    import jsonschema
-
     import airflow
+    import jsonschema
 
     schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
     jsonschema.validate(get_provider_info(), schema)
@@ -93,3 +93,91 @@ def test_importing_the_provider_sends_no_request(module):
         f"import {module}\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_provider_info_versions_and_transfer_target_name_what_airflow_knows():
+    from airflow_provider_atlasflex.version import __version__
+
+    info = get_provider_info()
+    assert info["versions"] == [__version__] == [importlib.metadata.version("airflow-provider-atlasflex")]
+    (transfer,) = info["transfers"]
+    assert transfer["target-integration-name"] == "Common IO"  # the integration that owns ObjectStoragePath
+
+
+def test_example_dag_ships_inside_the_package():
+    """The wheel's example_dags is the top-level dags_examples/ (package-dir mapping): same file."""
+    from importlib.resources import files
+
+    shipped = files("airflow_provider_atlasflex.example_dags") / "atlas_flex_nightly_export.py"
+    assert shipped.read_bytes() == (REPO / "dags_examples" / "atlas_flex_nightly_export.py").read_bytes()
+
+
+def test_demo_copies_the_example_dag_from_the_package(tmp_path):
+    from airflow_provider_atlasflex.testing.demo import copy_example_dag
+
+    copied = copy_example_dag(tmp_path / "dags")
+    assert copied == tmp_path / "dags" / "atlas_flex_nightly_export.py"
+    assert copied.read_bytes() == (REPO / "dags_examples" / "atlas_flex_nightly_export.py").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "airflow_provider_atlasflex.hooks.atlas_flex",
+        "airflow_provider_atlasflex.hooks.atlas_flex_async",
+        "airflow_provider_atlasflex.operators.snapshot_download",
+        "airflow_provider_atlasflex.sensors.snapshot_url",
+        "airflow_provider_atlasflex.triggers.restore_job",
+        "airflow_provider_atlasflex.transfers.snapshot_to_storage",
+        "airflow_provider_atlasflex.get_provider_info",
+    ],
+)
+def test_public_modules_declare_all_and_it_names_their_classes(module):
+    mod = __import__(module, fromlist=["__all__"])
+    assert mod.__all__, f"{module} has no __all__"
+    assert all(hasattr(mod, name) for name in mod.__all__)
+    defined_here = {
+        name for name, value in vars(mod).items()
+        if isinstance(value, type) and value.__module__ == module and not name.startswith("_")
+    }
+    assert defined_here <= set(mod.__all__), f"public classes missing from {module}.__all__"
+
+
+# ---- The Airflow floor is what the version matrix proves ------------------------------------------
+
+
+def _makefile_value(name: str) -> str:
+    match = re.search(rf"^{name} \??:?= *(.+)$", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert match, f"Makefile has no {name}"
+    return match.group(1).strip()
+
+
+def _pinned_airflow(minor: str) -> str:
+    text = (REPO / "constraints" / f"airflow-{minor}.txt").read_text()
+    (version,) = re.findall(r"^apache-airflow==(\S+)", text, re.MULTILINE)
+    return version
+
+
+def test_floor_in_pyproject_is_the_oldest_minor_the_matrix_runs():
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    (requirement,) = [d for d in project["dependencies"] if re.match(r"apache-airflow\b", d)]
+    floor = re.fullmatch(r"apache-airflow>=(\d+\.\d+\.\d+)", requirement.replace(" ", ""))
+    assert floor, f"the Airflow requirement must be a plain floor, got {requirement!r}"
+    minors = _makefile_value("MATRIX_MINORS").split()
+    assert minors == sorted(minors, key=lambda m: tuple(map(int, m.split(".")))), "MATRIX_MINORS oldest first"
+    assert _pinned_airflow(minors[0]) == floor.group(1), "the floor must be the Airflow the oldest matrix venv runs"
+    assert _makefile_value("NEWEST") == minors[-1]
+    assert _makefile_value("CI_MATRIX_MINORS").split()[0] == minors[0], "CI must run the oldest minor"
+    for minor in minors:
+        assert _pinned_airflow(minor).startswith(f"{minor}."), f"constraints/airflow-{minor}.txt pins another minor"
+    assert not any("apache-airflow" in d for d in project["optional-dependencies"]["test"]), (
+        "the test extra must not pin Airflow: the matrix installs each minor from constraints/"
+    )
+
+
+def test_running_airflow_is_a_supported_minor():
+    import airflow
+
+    minors = _makefile_value("MATRIX_MINORS").split()
+    assert ".".join(airflow.__version__.split(".")[:2]) in minors

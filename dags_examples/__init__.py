@@ -1,0 +1,1 @@
+"""Example workflows shipped with the provider; see README "Example" for how to use them."""
