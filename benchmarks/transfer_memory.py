@@ -25,10 +25,10 @@ MIB = 1024 * 1024
 
 def measure(size: int) -> dict[str, float]:
     """One copy of ``size`` bytes in this process; returns peak RSS growth and MiB/s."""
+    from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
     from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
     from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
     from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
-    from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 
     class TI:
         def xcom_push(self, key: str, value: object) -> None:

@@ -208,7 +208,8 @@ class ResumableDownload:
         self._session = session or _credential_free_session()
         if proxies:
             self._session.proxies.update(proxies)
-        self._session.verify = verify
+        # Passed with each request: a session's verify loses to REQUESTS_CA_BUNDLE in the environment.
+        self._verify = verify
         self._stall = stall or StallRule()
         self._expiry_margin = expiry_margin
         self._inflater = inflater
@@ -311,7 +312,12 @@ class ResumableDownload:
             hide_link_query(url)
             try:
                 response = self._session.get(
-                    url, headers=headers, stream=True, timeout=(self._timeout, read_timeout), allow_redirects=False
+                    url,
+                    headers=headers,
+                    stream=True,
+                    timeout=(self._timeout, read_timeout),
+                    allow_redirects=False,
+                    verify=self._verify,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(type(exc).__name__) from None
