@@ -27,7 +27,7 @@ e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/transfer_memory.py
+	$(BIN)/python -m benchmarks.run
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache
