@@ -81,7 +81,7 @@ def _child(jobs: list[tuple[str, str]], out_dir: str, warm_up: str) -> list[dict
     resumable_download.ResumableDownload._check_format = timed(  # type: ignore[method-assign]
         "inflate+tar check", resumable_download.ResumableDownload._check_format
     )
-    context: dict[str, Any] = {"ti": TI(), "logical_date": None, "dag_run": None}
+    context: Any = {"ti": TI(), "logical_date": None, "dag_run": None}
     with tempfile.TemporaryDirectory() as tokens, AtlasEmulator(clusters=("alpha",), snapshot_size=100_000,
                                                                 restore_duration=0.0) as emu:
         os.environ["ATLASFLEX_TOKEN_DIR"] = tokens
