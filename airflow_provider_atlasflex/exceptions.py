@@ -18,12 +18,39 @@ except ImportError:  # Airflow 3.0
     )
 
 
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowNotFoundException",
+    "AtlasApiError",
+    "AtlasAuthenticationError",
+    "AtlasBadRequestError",
+    "AtlasFlexConfigError",
+    "AtlasFlexError",
+    "AtlasMissingRoleError",
+    "AtlasNoCompletedSnapshotError",
+    "AtlasNotFoundError",
+    "AtlasPermissionError",
+    "AtlasRateLimitError",
+    "AtlasRedirectError",
+    "AtlasUnexpectedAnswerError",
+    "RestoreJobFailedError",
+    "SnapshotLinkExpiredError",
+    "SnapshotTransferError",
+]
+
+
 class AtlasFlexError(AirflowException):
     """Base class of every error this provider raises."""
 
 
-class AtlasFlexConfigError(AtlasFlexError, ValueError):
-    """Bad input (a parameter, a connection field) found before any network call."""
+class AtlasFlexConfigError(AtlasFlexError, ValueError, AirflowFailException):
+    """Bad input (a parameter, a connection field) found before any network call.
+
+    Like every class that also derives from ``AirflowFailException``, it fails the task without
+    Airflow's retries: running the same task again cannot fix it, and retrying for minutes would
+    hold the slot and delay the alert.
+    """
 
 
 class AtlasApiError(AtlasFlexError):
@@ -79,16 +106,39 @@ def _rebuild_api_error(cls: type[AtlasApiError], message: str, fields: dict[str,
     return cls(message, **fields)
 
 
-class AtlasAuthenticationError(AtlasApiError):
-    """Atlas refused the credentials (401), or the OAuth token endpoint did."""
+class AtlasAuthenticationError(AtlasApiError, AirflowFailException):
+    """Atlas refused the credentials (401 after the one token refresh), or the OAuth token endpoint did."""
 
 
 class AtlasPermissionError(AtlasApiError):
-    """The credentials are valid but lack a role (403), or the token cap was reached."""
+    """The credentials are valid but Atlas refused the call (403): a missing role, or the token cap."""
 
 
-class AtlasNotFoundError(AtlasApiError):
+class AtlasMissingRoleError(AtlasPermissionError, AirflowFailException):
+    """403 for a missing project role or API access-list entry: someone must grant it, a retry cannot."""
+
+
+class AtlasNotFoundError(AtlasApiError, AirflowFailException):
     """The project, cluster, snapshot or restore job does not exist (404)."""
+
+
+class AtlasBadRequestError(AtlasApiError, AirflowFailException):
+    """Atlas refused the request as invalid (400), e.g. a cluster that is not a flex cluster."""
+
+
+class AtlasRedirectError(AtlasApiError, AirflowFailException):
+    """The Admin API answered with a redirect, which is never followed (credentials stay with the configured host)."""
+
+
+class AtlasUnexpectedAnswerError(AtlasApiError):
+    """A success status whose body is not what the spec promises (HTML, wrong shape, too large).
+
+    Not a fail-fast error: a proxy's maintenance page may be gone by the next try.
+    """
+
+
+class AtlasNoCompletedSnapshotError(AtlasApiError):
+    """The cluster has no COMPLETED snapshot yet; one may appear later, so task retries stay on."""
 
 
 class AtlasRateLimitError(AtlasApiError):

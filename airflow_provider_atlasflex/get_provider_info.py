@@ -7,37 +7,62 @@ from __future__ import annotations
 
 from typing import Any
 
-
+# The connection form's extra fields (Airflow >= 3.2 reads these; older versions get the same fields
+# as wtforms widgets from the hook classes, built from this table by hooks/connection_form.py).
 CONN_FIELDS: dict[str, Any] = {
     "auth_type": {
         "label": "Auth type",
-        "schema": {"type": ["string", "null"], "enum": ["service_account", "digest", None]},
-        "description": "service_account (OAuth client credentials) or digest (API keys). "
-        "Leave empty to infer it from the login (mdb_sa_id_... means service account).",
+        "schema": {"type": "string", "enum": ["service_account", "digest"], "default": "service_account"},
+        "description": "service_account: OAuth client credentials (recommended; Login = client id mdb_sa_id_..., "
+        "Password = client secret). digest: a legacy API key pair (Login = public key, Password = private key).",
     },
     "group_id": {
         "label": "Default project id",
         "schema": {"type": ["string", "null"], "pattern": "^([a-f0-9]{24})$"},
-        "description": "24-hex Atlas project (group) id used when a task does not pass group_id.",
+        "description": "24-hex Atlas project (group) id used when a task does not pass group_id "
+        "(Atlas UI: Project Settings). Optional.",
     },
     "timeout": {
-        "label": "Request timeout (seconds)",
-        "schema": {"type": ["number", "null"], "default": 60},
+        "label": "Request timeout (seconds, at most 3600)",
+        "schema": {"type": "number", "default": 60, "minimum": 0.001, "maximum": 3600},
+        "description": "Connect and read timeout of each request to Atlas and of each read of the download.",
     },
     "max_retries": {
-        "label": "Max retries",
-        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0},
-        "description": "Retries for 429, 5xx and connection errors (exponential backoff, honours Retry-After).",
+        "label": "Max retries (0 to 100)",
+        "schema": {"type": "integer", "default": 5, "minimum": 0, "maximum": 100},
+        "description": "Retries of one request after 429, 5xx or a network error (exponential backoff, honours "
+        "Retry-After). Errors no retry can fix (404, 401, 403, bad input) fail at once.",
+    },
+    "verify": {
+        "label": "Verify TLS certificates",
+        "schema": {"type": "boolean", "default": True},
+        "description": "Keep on. Off accepts any certificate (only for a local test server).",
+    },
+    "ca_bundle": {
+        "label": "CA bundle path",
+        "schema": {"type": ["string", "null"]},
+        "description": "Optional path of a PEM file (or directory) of trusted CAs, present on every worker and "
+        "triggerer, e.g. for a TLS-inspecting proxy. Empty: the system's CA certificates.",
+    },
+    "token_sharing": {
+        "label": "Token sharing",
+        # No "default" here: Airflow masks the value of any field whose name contains "token" ("***"), and
+        # the form would save that. Empty means host.
+        "schema": {"type": "string", "enum": ["host", "process"]},
+        "description": "Service accounts only. host (default, also when empty): the task processes on a machine "
+        "share one access token "
+        "(Atlas allows 10 token requests a minute); process: each process keeps its own and revokes it on exit.",
+    },
+    "allow_insecure_http": {
+        "label": "Allow plain http (tests only)",
+        "schema": {"type": "boolean", "default": False},
+        "description": "Accept an http:// Base URL and snapshot links. Secrets and backups would travel in clear "
+        "text: only for a local emulator or test server.",
     },
     "proxies": {
         "label": "Proxies (JSON)",
         "schema": {"type": ["object", "null"]},
-        "description": 'e.g. {"https": "http://proxy:3128"}',
-    },
-    "verify": {
-        "label": "Verify TLS",
-        "schema": {"type": ["boolean", "string", "null"], "default": True},
-        "description": "true, false, or the path of a CA bundle.",
+        "description": 'Optional, e.g. {"https": "http://proxy:3128"}',
     },
 }
 
@@ -53,6 +78,8 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "password": "API private key, or service account client secret",
         "host": "https://cloud.mongodb.com",
         "extra": '{"group_id": "<24-hex project id>", "auth_type": "service_account"}',
+        "ca_bundle": "/etc/ssl/certs/corporate-ca.pem",
+        "group_id": "24-hex project id, e.g. 5f1b2c3d4e5f60718293a4b5",
     },
 }
 
@@ -81,7 +108,12 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "MongoDB Atlas",
-                "python-modules": ["airflow_provider_atlasflex.operators.snapshot_download"],
+                "python-modules": [
+                    "airflow_provider_atlasflex.operators.snapshot_download",
+                    "airflow_provider_atlasflex.operators.cluster_discovery",
+                    "airflow_provider_atlasflex.operators.night_report",
+                    "airflow_provider_atlasflex.operators.restore_snapshot",
+                ],
             }
         ],
         "sensors": [

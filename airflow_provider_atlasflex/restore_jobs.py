@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow_provider_atlasflex.exceptions import RestoreJobFailedError
+from airflow_provider_atlasflex.exceptions import AtlasUnexpectedAnswerError, RestoreJobFailedError
 from airflow_provider_atlasflex.validation import redact_url
 
 # A reused or freshly polled link must stay valid this long, so the copy can finish.
@@ -77,7 +77,14 @@ def ready_snapshot_url(job: Mapping[str, Any], cluster_name: str | None = None, 
             "request a fresh link (links live 4 hours)."
         )
     url = job.get("snapshotUrl")
-    return url if isinstance(url, str) and url else None
+    if url is not None and not isinstance(url, str):
+        # Waiting cannot turn it into a link: fail now, not after the sensor's whole timeout.
+        raise AtlasUnexpectedAnswerError(
+            f"Atlas sent {what} with a snapshotUrl that is a {type(url).__name__}, not a string; the spec "
+            "promises a link. Check the connection's Host points at Atlas (no proxy rewriting answers).",
+            operation="getGroupFlexClusterBackupRestoreJob",
+        )
+    return url if url else None
 
 
 def is_reusable_download(

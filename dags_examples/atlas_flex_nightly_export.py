@@ -1,26 +1,52 @@
-"""Nightly export of every listed Atlas flex cluster's newest backup snapshot.
+"""Nightly export of every Atlas flex cluster's newest backup snapshot, with the night's report.
 
-For each cluster (dynamic task mapping): request the newest COMPLETED snapshot's download link,
-wait for it (deferrable when ``[operators] default_deferrable`` is on: no worker slot is held),
-then stream the .tgz to ``<destination_root>/<cluster>/<date>/<snapshotId>.tgz``.
+1. ``discover_clusters`` lists the project's flex clusters (or every project's, with the
+   ``all_projects`` param) and keeps the exportable ones: backup enabled, not CREATING/DELETING,
+   a COMPLETED snapshot. The others are skipped with one log line each.
+2. For each exportable cluster (dynamic task mapping, each mapped instance labelled with its
+   cluster): request the newest snapshot's download link, wait for it (deferrable when
+   ``[operators] default_deferrable`` is on), stream the .tgz to
+   ``<destination root>/<cluster>/<date>/<snapshotId>.tgz``.
+3. ``night_report`` always runs: one table of exported / skipped / failed clusters, returned as
+   XCom; it fails the run if any cluster failed, so one alert carries the whole night.
 
-Connection: ``mongodb_atlas_default`` (see the provider README). Params can be changed when
-triggering the DAG by hand; the defaults below are used by the nightly schedule.
+Where backups go is deployment configuration, never run ``conf``: Airflow lets anyone who may
+trigger a DAG override its params, so a ``destination_root`` param would let them send a database
+backup to a path or bucket of their choosing. The destination is read from Airflow Variables,
+which only users allowed to edit Variables can change:
+
+* ``atlasflex_destination_root``: e.g. ``s3://backups/atlas`` or ``file:///srv/atlas-exports``
+  (default: ``file://$AIRFLOW_HOME/atlas-flex-exports``, private to the Airflow user; never the
+  shared temp directory);
+* ``atlasflex_destination_conn_id``: the connection for that filesystem (e.g. an AWS connection
+  for s3://); unset: the filesystem's default credentials.
+
+Params (may be changed when triggering by hand): ``clusters`` (names or glob patterns; empty =
+every flex cluster), ``exclude`` (glob patterns), ``all_projects``. Connection:
+``mongodb_atlas_default`` (see the provider README).
 """
 
 from __future__ import annotations
 
 import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from airflow.sdk import DAG, Param, task, task_group
 
+from airflow_provider_atlasflex.operators.cluster_discovery import AtlasFlexClusterDiscoveryOperator
+from airflow_provider_atlasflex.operators.night_report import AtlasFlexNightReportOperator
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 
 # How often to ask Atlas whether the link is ready; a flex download usually takes minutes.
 POLL_SECONDS = float(os.environ.get("ATLAS_FLEX_POLL_SECONDS", "60"))
+DESTINATION_ROOT_VARIABLE = "atlasflex_destination_root"
+DESTINATION_CONN_VARIABLE = "atlasflex_destination_conn_id"
+CLUSTER_PATTERN = "^[a-zA-Z0-9*?\\[\\]!-]{1,64}$"
+# Each mapped instance shows its cluster in the UI instead of 0, 1, 2...
+BY_CLUSTER = "{{ task.cluster_name }}"
 
 with DAG(
     dag_id="atlas_flex_nightly_export",
@@ -30,7 +56,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     # Alerts: add "email": [...] with "email_on_failure": True, or an on_failure_callback notifier
-    # (e.g. SlackNotifier); every failure message names the cluster and snapshot.
+    # (e.g. SlackNotifier) on night_report: it fails once per night, naming every failed cluster.
     default_args={
         "retries": 2,
         "retry_delay": timedelta(minutes=5),
@@ -38,53 +64,98 @@ with DAG(
     },
     params={
         "clusters": Param(
-            ["alpha", "beta"],
+            [],
             type="array",
-            items={"type": "string", "pattern": "^[a-zA-Z0-9][a-zA-Z0-9-]*$"},
-            minItems=1,
-            description="Flex cluster names in the connection's project",
+            items={"type": "string", "pattern": CLUSTER_PATTERN},
+            description="Flex cluster names or glob patterns to export; empty: every flex cluster",
         ),
-        "destination_root": Param(
-            "file:///tmp/atlas-flex-exports",
-            type="string",
-            description="Where exports go: file:///dir, s3://bucket/prefix, gs://...",
+        "exclude": Param(
+            ["restore-drill*"],
+            type="array",
+            items={"type": "string", "pattern": CLUSTER_PATTERN},
+            description="Glob patterns of clusters never to export (default: the restore drill's scratch clusters)",
         ),
+        "all_projects": Param(False, type="boolean", description="Every project the credentials can see"),
     },
     tags=["mongodb-atlas", "backup"],
 ) as dag:
 
-    @task
-    def clusters_to_export(params: dict | None = None) -> list[str]:
-        """The cluster list from the run's params, duplicates removed, order kept."""
-        clusters = list(dict.fromkeys((params or {})["clusters"]))
-        if not clusters:
-            raise ValueError("params.clusters is empty: list at least one flex cluster name.")
-        return clusters
+    @task(multiple_outputs=True)
+    def export_selection(params: dict | None = None) -> dict:
+        """Which projects and clusters to look at (the run's params, validated by their JSON schema)."""
+        params = params or {}
+        return {
+            "group_ids": "*" if params.get("all_projects") else None,
+            "include": list(dict.fromkeys(params.get("clusters") or ["*"])),
+            "exclude": list(dict.fromkeys(params.get("exclude") or [])),
+        }
+
+    @task(multiple_outputs=True)
+    def destination() -> dict:
+        """Where exports go, from deployment configuration (Airflow Variables), never from run conf."""
+        from airflow.sdk import Variable
+
+        default_root = (Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow") / "atlas-flex-exports").as_uri()
+        root = Variable.get(DESTINATION_ROOT_VARIABLE, default=None) or default_root
+        conn_id = Variable.get(DESTINATION_CONN_VARIABLE, default=None) or None
+        print(f"Exports go to {root} (connection: {conn_id or 'the filesystem default'})")
+        return {"dst": root.rstrip("/") + "/{cluster_name}/{date}/{snapshot_id}.tgz", "dst_conn_id": conn_id}
+
+    selection = export_selection()
+    where = destination()
+
+    discover = AtlasFlexClusterDiscoveryOperator(
+        task_id="discover_clusters",
+        group_ids=selection["group_ids"],
+        include=selection["include"],
+        exclude=selection["exclude"],
+        execution_timeout=timedelta(minutes=15),
+    )
 
     @task_group
-    def export_cluster(cluster_name: str) -> None:
+    def export_cluster(cluster_name: str, group_id: str) -> None:
         request_link = AtlasFlexSnapshotDownloadOperator(
             task_id="request_link",
             cluster_name=cluster_name,
+            group_id=group_id,
             execution_timeout=timedelta(minutes=15),
+            map_index_template=BY_CLUSTER,
         )
         wait_for_link = AtlasFlexSnapshotUrlSensor(
             task_id="wait_for_link",
             cluster_name=cluster_name,
+            group_id=group_id,
             restore_job_id=request_link.output["restore_job_id"],
             poke_interval=POLL_SECONDS,
             timeout=timedelta(hours=3),
+            map_index_template=BY_CLUSTER,
         )
         copy_to_storage = AtlasFlexSnapshotToStorageOperator(
             task_id="copy_to_storage",
             cluster_name=cluster_name,
+            group_id=group_id,
             restore_job_id=request_link.output["restore_job_id"],
-            dst="{{ params.destination_root }}/{cluster_name}/{date}/{snapshot_id}.tgz",
+            dst=where["dst"],
+            dst_conn_id=where["dst_conn_id"],
             # A hung copy is stopped and retried (from a fresh link if needed) rather than left running.
             execution_timeout=timedelta(hours=2),
             # Copies are bandwidth-bound: a few at a time, however many clusters there are.
             max_active_tis_per_dagrun=4,
+            map_index_template=BY_CLUSTER,
         )
         request_link >> wait_for_link >> copy_to_storage
 
-    export_cluster.expand(cluster_name=clusters_to_export())
+    @task
+    def clusters_to_export(discovery: dict) -> list[dict]:
+        """The exportable clusters, as keyword arguments of export_cluster (one mapped group each)."""
+        return [{"cluster_name": c["cluster_name"], "group_id": c["group_id"]} for c in discovery["exportable"]]
+
+    exports = export_cluster.expand_kwargs(clusters_to_export(discover.output))
+
+    report = AtlasFlexNightReportOperator(
+        task_id="night_report",
+        discovery_task_id="discover_clusters",
+        export_task_id="export_cluster.copy_to_storage",
+        retries=0,
+    )
+    [discover, exports] >> report

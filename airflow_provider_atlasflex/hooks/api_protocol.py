@@ -19,12 +19,16 @@ from typing import Any
 from airflow_provider_atlasflex.exceptions import (
     AtlasApiError,
     AtlasAuthenticationError,
+    AtlasBadRequestError,
+    AtlasMissingRoleError,
     AtlasNotFoundError,
     AtlasPermissionError,
     AtlasRateLimitError,
 )
+from airflow_provider_atlasflex.hooks.answers import check_shape, check_success_type, redirect_error, unexpected_answer
 
-ATLAS_MEDIA_TYPE = "application/vnd.atlas.2024-11-13+json"
+API_VERSION = "2024-11-13"
+ATLAS_MEDIA_TYPE = f"application/vnd.atlas.{API_VERSION}+json"
 API_PREFIX = "/api/atlas/v2"
 TOKEN_PATH = "/api/oauth/token"
 REVOKE_PATH = "/api/oauth/revoke"
@@ -38,7 +42,15 @@ ROLE_NEEDED = {
     "getGroupFlexClusterBackupRestoreJob": "Project Read Only",
     "listGroupFlexClusterBackupSnapshots": "Project Read Only",
     "getGroupFlexClusterBackupSnapshot": "Project Read Only",
+    "listGroupFlexClusters": "Project Read Only",
+    "listGroups": "Organization Member (or Project Read Only on each project)",
+    "createGroupFlexClusterBackupRestoreJob": "Project Backup Recovery Operator (or Project Owner)",
 }
+
+
+def media_type(version: str) -> str:
+    """The versioned media type of one API version (each operation names its own in the spec)."""
+    return f"application/vnd.atlas.{version}+json"
 
 
 @dataclass(frozen=True)
@@ -53,15 +65,27 @@ class ApiCall:
     group_id: str | None = None
     cluster: str | None = None
     subject: str | None = None
+    # The spec's x-xgen-version of this operation (listGroups is 2023-01-01, the flex ones 2024-11-13).
+    version: str = API_VERSION
 
     @property
     def idempotent(self) -> bool:
         return self.method in ("GET", "HEAD")
 
+    @property
+    def where(self) -> str:
+        """" on cluster 'x' in project y", for messages ("" when the call names neither)."""
+        if self.cluster and self.group_id:
+            return f" on cluster {self.cluster!r} in project {self.group_id}"
+        if self.group_id:
+            return f" in project {self.group_id}"
+        return ""
+
     def headers(self) -> dict[str, str]:
-        headers = {"Accept": ATLAS_MEDIA_TYPE}
+        media = media_type(self.version)
+        headers = {"Accept": media}
         if self.json_body is not None:
-            headers["Content-Type"] = ATLAS_MEDIA_TYPE
+            headers["Content-Type"] = media
         return headers
 
     def body(self) -> bytes | None:
@@ -158,7 +182,8 @@ def exchange(
 ) -> Generator[Step, Outcome | Any, Any]:
     """Drive one call to a decoded result, or raise a typed :class:`AtlasApiError`.
 
-    Retries 429, 5xx and transport errors. A POST is re-sent only when the server cannot have
+    Retries 429, 5xx and transport errors. A redirect is an error (never followed: credentials stay
+    with the configured host), and a success must be JSON of the shape the spec declares. A POST is re-sent only when the server cannot have
     acted (connection never made, 429) or after :class:`Reconcile` found no trace of it.
     A 401 with a bearer token refreshes the token once; a 401 saying a Digest nonce is stale
     (``stale=true``: the keys are right, the nonce expired) is re-challenged and answered once.
@@ -168,8 +193,17 @@ def exchange(
     while True:
         outcome = yield Send()
         if isinstance(outcome, Response):
-            status, payload = unwrap_envelope(outcome)
+            if 300 <= outcome.status < 400:
+                raise redirect_error(call, outcome.status, outcome.headers)
+            success = 200 <= outcome.status < 300
+            if success:
+                check_success_type(call, outcome.status, outcome.headers, outcome.content)
+            try:
+                status, payload = unwrap_envelope(outcome, strict=success)
+            except ValueError:
+                raise unexpected_answer(call, "a body that is not JSON", outcome.status) from None
             if 200 <= status < 300:
+                check_shape(call, payload, status)
                 return payload
             if status == 401 and bearer and not refreshed:
                 refreshed = True
@@ -214,13 +248,19 @@ def stale_digest_nonce(headers: Mapping[str, str]) -> bool:
     return challenge.lstrip().lower().startswith("digest") and _STALE.search(challenge) is not None
 
 
-def unwrap_envelope(response: Response) -> tuple[int, Any]:
-    """Decode JSON and undo ``envelope=true`` wrapping; returns the effective status and payload."""
+def unwrap_envelope(response: Response, *, strict: bool = False) -> tuple[int, Any]:
+    """Decode JSON and undo ``envelope=true`` wrapping; returns the effective status and payload.
+
+    A body that is not JSON raises ``ValueError`` when ``strict`` (a success must be JSON); an
+    error answer's text is kept (clipped) as its detail.
+    """
     payload: Any = None
     if response.content:
         try:
             payload = json.loads(response.content)
         except ValueError:
+            if strict:
+                raise
             payload = {"detail": response.content[:MAX_DETAIL_CHARS].decode("utf-8", "replace")}
     status = response.status
     if isinstance(payload, dict) and isinstance(payload.get("status"), int) and status == 200:
@@ -261,8 +301,9 @@ def api_error(
             "connection's login and password; for a service account, check that its secret has not expired."
         )
     elif status == 403:
-        cls = AtlasPermissionError
+        cls = AtlasMissingRoleError
         if detail and "token limit" in detail.lower():
+            cls = AtlasPermissionError  # tokens expire within the hour: a later retry can succeed
             message = (
                 f"The {credential_label} has reached Atlas' cap of 100 active access tokens ({summary}). "
                 "Revoke unused tokens in the Atlas UI or wait for them to expire (1 hour)."
@@ -283,11 +324,14 @@ def api_error(
             "Run fewer exports at once (pool or max_active_tis_per_dag) or raise the connection's max_retries."
         )
     elif code == "CANNOT_USE_NON_FLEX_CLUSTER_IN_FLEX_API":
+        cls = AtlasBadRequestError
         message = (
             f"Cluster {call.cluster!r} in project {call.group_id} is not a flex cluster ({summary}). This provider "
             "exports flex-cluster backups only; dedicated clusters use the Cloud Backup API."
         )
     else:
+        if status == 400:
+            cls = AtlasBadRequestError
         message = f"Atlas {call.operation}{where} failed ({summary})"
         if fields:
             message += f"; invalid fields: {fields}"
@@ -326,11 +370,7 @@ def _not_found_message(call: ApiCall, code: str | None, summary: str) -> str:
 
 
 def _where(call: ApiCall) -> str:
-    if call.cluster and call.group_id:
-        return f" on cluster {call.cluster!r} in project {call.group_id}"
-    if call.group_id:
-        return f" in project {call.group_id}"
-    return ""
+    return call.where
 
 
 def _bad_fields(body: Mapping[str, Any]) -> str:

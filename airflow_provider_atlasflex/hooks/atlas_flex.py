@@ -8,17 +8,21 @@ from functools import cached_property
 from typing import Any
 
 import requests
+from airflow.sdk import BaseHook
 from requests.auth import AuthBase, HTTPDigestAuth
 
-from airflow.sdk import BaseHook
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
     AtlasFlexConfigError,
     AtlasFlexError,
+    AtlasNoCompletedSnapshotError,
     AtlasNotFoundError,
+    AtlasPermissionError,
 )
+from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks.answers import MAX_API_BODY_BYTES, READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -51,6 +55,7 @@ from airflow_provider_atlasflex.restore_jobs import (
     newest_completed_snapshot,
     utcnow,
 )
+from airflow_provider_atlasflex.restore_targets import newest_restore_into
 from airflow_provider_atlasflex.validation import require_connection_id, require_object_id, require_timedelta
 
 USER_AGENT = "airflow-provider-atlasflex"
@@ -76,17 +81,6 @@ class AtlasFlexHookBase(BaseHook):
         self.atlas_conn_id = require_connection_id(atlas_conn_id)
         self._retry_policy = retry_policy
         self._sent_token: str | None = None  # the bearer token of the last request, to invalidate on 401
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Connection form for Airflow < 3.2 (newer versions read the provider metadata)."""
-        from airflow_provider_atlasflex.get_provider_info import UI_FIELD_BEHAVIOUR
-
-        return {
-            "hidden_fields": UI_FIELD_BEHAVIOUR["hidden-fields"],
-            "relabeling": UI_FIELD_BEHAVIOUR["relabeling"],
-            "placeholders": UI_FIELD_BEHAVIOUR["placeholders"],
-        }
 
     def _missing_connection(self) -> AtlasFlexConfigError:
         return AtlasFlexConfigError(
@@ -121,14 +115,42 @@ class AtlasFlexHookBase(BaseHook):
 def revoke_token(config: AtlasConnectionConfig, token: str) -> None:
     """Revoke one access token (one attempt; used at process exit and by ``close``)."""
     call = revoke_call(token)
-    requests.post(
+    response = requests.post(
         config.base_url + call.path,
         data=call.body(),
         headers={**call.headers(), "Authorization": basic_authorization(config.principal, config.secret)},
         timeout=min(config.timeout, 10.0),
         proxies=config.proxies,
         verify=config.verify,
-    ).raise_for_status()
+        allow_redirects=False,  # the client secret goes to the configured host only
+        stream=True,  # the body is never needed: closing unread bounds what a hostile answer costs
+    )
+    try:
+        response.raise_for_status()
+        if response.is_redirect:
+            raise requests.HTTPError(f"token revocation answered with a redirect (HTTP {response.status_code})")
+    finally:
+        response.close()
+
+
+class _BoundedDigestAuth(HTTPDigestAuth):
+    """requests' Digest auth, except that a challenge's body is read no further than MAX_API_BODY_BYTES.
+
+    requests reads the whole body of a 401 before answering its challenge (``r.content``); a
+    hostile host could make that any size. The body is not needed to answer, so it is capped here.
+    """
+
+    def handle_401(self, r: requests.Response, **kwargs: Any) -> requests.Response:
+        if 400 <= r.status_code < 500 and "digest" in r.headers.get("www-authenticate", "").lower():
+            kept = bytearray()
+            for chunk in r.iter_content(READ_CHUNK_BYTES):
+                kept += chunk
+                if len(kept) > MAX_API_BODY_BYTES:
+                    r.raw.close()  # never return a half-read connection to the pool
+                    break
+            r._content = bytes(kept)
+            r._content_consumed = True
+        return super().handle_401(r, **kwargs)
 
 
 class _BearerAuth(AuthBase):
@@ -147,6 +169,17 @@ class AtlasFlexHook(AtlasFlexHookBase):
         service-account client id/secret; extras: auth_type, group_id, timeout, max_retries, proxies, verify).
     """
 
+    # Airflow < 3.2 reads the form only from the hook class's own __dict__: keep these two here.
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form (Airflow < 3.2)."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Typed, defaulted extra fields of the connection form (Airflow < 3.2)."""
+        return connection_form.connection_form_widgets()
+
     @cached_property
     def config(self) -> AtlasConnectionConfig:
         try:
@@ -164,6 +197,13 @@ class AtlasFlexHook(AtlasFlexHookBase):
         session.verify = self.config.verify
         return session
 
+    @cached_property
+    def _digest_auth(self) -> HTTPDigestAuth:
+        """One Digest state per hook session: the first call answers a challenge, later calls reuse its
+        nonce with an increasing nonce count (requests keeps that state per thread inside the object),
+        and a new challenge is answered only when Atlas says the nonce is stale."""
+        return _BoundedDigestAuth(self.config.principal, self.config.secret)
+
     def get_conn(self) -> requests.Session:
         return self.session
 
@@ -172,6 +212,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
         if "session" in self.__dict__:
             self.session.close()
             del self.__dict__["session"]
+        self.__dict__.pop("_digest_auth", None)
 
     # ---- the operations -------------------------------------------------------------------
 
@@ -203,7 +244,8 @@ class AtlasFlexHook(AtlasFlexHookBase):
         group = self._group(group_id)
         newest = newest_completed_snapshot(self.list_snapshots(cluster_name, group))
         if newest is None:
-            raise AtlasNotFoundError(
+            # Not a fail-fast error: a snapshot in progress completes within minutes, so task retries may help.
+            raise AtlasNoCompletedSnapshotError(
                 f"Cluster {cluster_name!r} in project {group} has no COMPLETED backup snapshot yet. Atlas takes "
                 "the first flex snapshot about 24 hours after the cluster is created; check backups are enabled.",
                 status=None,
@@ -241,8 +283,61 @@ class AtlasFlexHook(AtlasFlexHookBase):
             call, reconcile=lambda: self.find_reusable_download_job(cluster_name, snapshot_id, group)
         )
 
+    def list_flex_clusters(
+        self, group_id: str | None = None, items_per_page: int = ops.MAX_ITEMS_PER_PAGE
+    ) -> list[dict[str, Any]]:
+        """Every flex cluster of the project (listGroupFlexClusters), all pages."""
+        group = self._group(group_id)
+        return list(self._pages(lambda page: ops.list_flex_clusters(group, page, items_per_page)))
+
+    def list_groups(self, items_per_page: int = ops.MAX_ITEMS_PER_PAGE) -> list[dict[str, Any]]:
+        """Every project the credentials can see (listGroups, API version 2023-01-01), all pages."""
+        return list(self._pages(lambda page: ops.list_groups(page, items_per_page)))
+
+    def find_restore_job(
+        self,
+        cluster_name: str,
+        snapshot_id: str,
+        target_cluster_name: str,
+        target_group_id: str,
+        group_id: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The newest live RESTORE job of ``snapshot_id`` into the target, if one exists (not FAILED)."""
+        require_object_id(snapshot_id, "snapshot_id")
+        require_object_id(target_group_id, "target_group_id")
+        jobs = self.list_restore_jobs(cluster_name, group_id)
+        found = newest_restore_into(jobs, snapshot_id, target_cluster_name, target_group_id)
+        return None if found is None else dict(found)
+
+    def request_restore(
+        self,
+        cluster_name: str,
+        snapshot_id: str,
+        target_cluster_name: str,
+        target_group_id: str | None = None,
+        group_id: str | None = None,
+    ) -> dict[str, Any]:
+        """POST .../backup/restoreJobs and return the new RESTORE job.
+
+        As for downloads, a POST that may have been acted on (5xx, lost answer) is not sent again
+        before the existing jobs are checked for one restoring the same snapshot into the same target.
+        """
+        group = self._group(group_id)
+        target_group = group if target_group_id is None else require_object_id(target_group_id, "target_group_id")
+        call = ops.create_restore_job(group, cluster_name, snapshot_id, target_cluster_name, target_group)
+        return self.run(
+            call,
+            reconcile=lambda: self.find_restore_job(cluster_name, snapshot_id, target_cluster_name, target_group, group),
+        )
+
     def test_connection(self) -> tuple[bool, str]:
-        """Used by the UI's Test button: authenticates and, with a default project, reads it."""
+        """The UI's Test button (and ``airflow connections test``): always authenticates against Atlas.
+
+        Sends: the token request (service account), ``listGroups`` (needs no project, so a wrong key
+        fails even without ``group_id``), and with a default project two probes that cannot change
+        anything: a GET of a cluster that does not exist (404 = may read the project) and a download
+        POST for that cluster and an all-zero snapshot id (403 = no export role; 404 = allowed).
+        """
         try:
             config = self.config
             if config.auth_type == "service_account":
@@ -251,18 +346,43 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 TOKEN_CACHE.put(
                     self._token_key, token, lambda value: revoke_token(config, value), shared=config.share_tokens
                 )
-            if config.group_id:
-                # A made-up cluster name: 404 CLUSTER_NOT_FOUND proves auth and project access.
-                try:
-                    self.get_flex_cluster("airflow-connection-test", config.group_id)
-                except AtlasNotFoundError as exc:
-                    if exc.error_code != "CLUSTER_NOT_FOUND":
-                        raise
-            elif config.auth_type == "digest":
-                return True, "Connection parsed; set the group_id extra to test access to a project."
-            return True, f"Authenticated to {config.base_url} as {config.credential_label}."
+            who = f"Authenticated to {config.base_url} as {config.credential_label}"
+            try:
+                page = self.run(ops.list_groups(1, ops.MAX_ITEMS_PER_PAGE))
+                projects = [g["id"] for g in page["results"]]
+                seen = f"; it can see {page.get('totalCount', len(projects))} project(s)"
+            except AtlasPermissionError:  # authenticated (not 401), but without an organization role
+                projects, seen = [], "; it may not list projects (no organization role)"
+            if not config.group_id:
+                listed = f": {', '.join(projects[:5])}" + (" ..." if len(projects) > 5 else "") if projects else ""
+                return True, (
+                    f"{who}{seen}{listed}. Set the group_id extra to the project to export from, then Test again to "
+                    "check the credential may read its backups and request downloads."
+                )
+            return self._test_project_access(config.group_id, f"{who}{seen}")
         except AtlasFlexError as exc:
             return False, str(exc)
+
+    def _test_project_access(self, group_id: str, who: str) -> tuple[bool, str]:
+        probe = "airflow-connection-test"
+        try:
+            self.get_flex_cluster(probe, group_id)
+        except AtlasNotFoundError as exc:
+            if exc.error_code != "CLUSTER_NOT_FOUND":
+                return False, f"{who}, but project {group_id} (the group_id extra) was not found or is not visible: {exc}"
+        except AtlasPermissionError as exc:
+            return False, f"{who}, but it may not read project {group_id}: {exc}"
+        try:
+            self.run(ops.download_snapshot(group_id, probe, "0" * 24))
+        except AtlasNotFoundError:
+            pass  # past the role check: the made-up cluster does not exist, nothing was created
+        except AtlasPermissionError:
+            return False, (
+                f"{who}. In project {group_id} it can read backups but can NOT request downloads: grant it the "
+                "Project Backup Export Operator role (or Project Owner) for nightly exports; as it is, only "
+                "waiting for existing jobs (the sensor) works."
+            )
+        return True, f"{who}. In project {group_id} it can read backups and request downloads."
 
     # ---- the engine -----------------------------------------------------------------------
 
@@ -321,7 +441,7 @@ class AtlasFlexHook(AtlasFlexHookBase):
             self._sent_token = self._bearer_token()
             auth = _BearerAuth(self._sent_token)
         else:
-            auth = HTTPDigestAuth(config.principal, config.secret)
+            auth = self._digest_auth
         try:
             response = self.session.request(
                 call.method,
@@ -331,10 +451,22 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 headers=headers,
                 auth=auth,
                 timeout=config.timeout,
+                # Never follow: on a cross-host 30x, requests' Digest auth would answer the other host's
+                # challenge with our key. exchange() turns the 30x into an error naming the target.
+                allow_redirects=False,
+                stream=True,  # read through CappedBody: a hostile body costs at most MAX_API_BODY_BYTES
             )
         except requests.RequestException as exc:
             return TransportFailure(_describe_transport_error(exc), maybe_sent=not _never_connected(exc))
-        return Response.of(response.status_code, response.headers, response.content)
+        try:
+            body = CappedBody(call, response.headers)
+            for chunk in response.iter_content(READ_CHUNK_BYTES):
+                body.add(chunk)
+        except requests.RequestException as exc:
+            return TransportFailure(_describe_transport_error(exc), maybe_sent=True)
+        finally:
+            response.close()
+        return Response.of(response.status_code, response.headers, body.content())
 
     @property
     def _token_key(self) -> str:

@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
+from airflow_provider_atlasflex.hooks import connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
+from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -43,6 +45,17 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         self._config: AtlasConnectionConfig | None = None
         self._client: httpx.AsyncClient | None = None
         self._token_lock = asyncio.Lock()
+
+    # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Relabels, placeholders and hidden fields of the connection form (Airflow < 3.2)."""
+        return connection_form.ui_field_behaviour()
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Typed, defaulted extra fields of the connection form (Airflow < 3.2)."""
+        return connection_form.connection_form_widgets()
 
     async def aconfig(self) -> AtlasConnectionConfig:
         if self._config is None:
@@ -118,19 +131,22 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             auth = httpx.DigestAuth(config.principal, config.secret)
+        request = client.build_request(
+            call.method, config.base_url + call.path, params=dict(call.params) or None, content=call.body(), headers=headers
+        )
         try:
-            response = await client.request(
-                call.method,
-                config.base_url + call.path,
-                params=dict(call.params) or None,
-                content=call.body(),
-                headers=headers,
-                auth=auth,
-            )
+            # Redirects are never followed (exchange() reports them); the body is read through CappedBody.
+            response = await client.send(request, auth=auth, follow_redirects=False, stream=True)
+            try:
+                body = CappedBody(call, response.headers)
+                async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
+                    body.add(chunk)
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)
-        return Response.of(response.status_code, response.headers, response.content)
+        return Response.of(response.status_code, response.headers, body.content())
 
     @staticmethod
     def _token_key(config: AtlasConnectionConfig) -> str:

@@ -91,9 +91,19 @@ class AtlasConnectionConfig:
             group_id = None  # an empty form field: no default project
         if group_id is not None:
             require_object_id(group_id, f"extra 'group_id' of connection {conn_id!r}")
+        allow_insecure_http = _flag(conn_id, extras, "allow_insecure_http", default=False)
+        base_url = _base_url(conn_id, conn.host, conn.port, conn.schema)
+        if base_url.startswith("http://") and not allow_insecure_http:
+            raise AtlasFlexConfigError(
+                f"Connection {conn_id!r} points at plain-http {base_url!r}: over http the "
+                + ("service account client secret and its tokens" if auth_type == "service_account" else "Digest answers")
+                + ", the API answers and the pre-signed backup links would travel in clear text. Use https (e.g. "
+                f"{DEFAULT_BASE_URL}); only for a local emulator or test server, set the extra "
+                '"allow_insecure_http": true to opt out.'
+            )
         return cls(
             conn_id=conn_id,
-            base_url=_base_url(conn_id, conn.host, conn.port, conn.schema),
+            base_url=base_url,
             auth_type=auth_type,
             principal=principal,
             secret=secret,
@@ -105,9 +115,9 @@ class AtlasConnectionConfig:
                 )
             ),
             proxies=_proxies(conn_id, extras.get("proxies")),
-            verify=_verify(conn_id, extras.get("verify", True)),
+            verify=_verify_with_bundle(conn_id, extras.get("verify", True), extras.get("ca_bundle")),
             share_tokens=_token_sharing(conn_id, extras.get("token_sharing")),
-            allow_insecure_http=_flag(conn_id, extras, "allow_insecure_http", default=False),
+            allow_insecure_http=allow_insecure_http,
         )
 
 
@@ -282,6 +292,27 @@ def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> 
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return value.strip().lower() == "true"
     raise AtlasFlexConfigError(f"Connection {conn_id!r}: extra {name} must be true or false, got {value!r}.")
+
+
+def _verify_with_bundle(conn_id: str, verify: Any, ca_bundle: Any) -> bool | str:
+    """``verify`` (true/false or, as before, a bundle path) combined with the form's ``ca_bundle`` field."""
+    checked = _verify(conn_id, verify)
+    if ca_bundle in (None, ""):
+        return checked
+    if not isinstance(ca_bundle, str) or not ca_bundle.strip():
+        raise AtlasFlexConfigError(f"Connection {conn_id!r}: extra ca_bundle must be the path of a CA bundle.")
+    if checked is False:
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r} sets both verify=false and a ca_bundle; turn verify on to use the CA bundle "
+            "(or clear ca_bundle)."
+        )
+    path = ca_bundle.strip()
+    if not os.path.exists(path):
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r}: extra ca_bundle names {path!r}, which does not exist on this machine; give "
+            "the path of a PEM file (or directory) present on every worker and triggerer, or leave it empty."
+        )
+    return path
 
 
 def _verify(conn_id: str, value: Any) -> bool | str:

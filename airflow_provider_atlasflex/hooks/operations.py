@@ -10,6 +10,8 @@ from airflow_provider_atlasflex.hooks.api_protocol import API_PREFIX, ApiCall
 from airflow_provider_atlasflex.validation import require_cluster_name, require_object_id
 
 MAX_ITEMS_PER_PAGE = 500
+# listGroups is versioned on its own (the spec's x-xgen-version): a 2024-11-13 Accept header is refused.
+LIST_GROUPS_VERSION = "2023-01-01"
 
 
 def _cluster_path(group_id: str, cluster_name: str) -> str:
@@ -77,6 +79,52 @@ def get_snapshot(group_id: str, cluster_name: str, snapshot_id: str) -> ApiCall:
         "getGroupFlexClusterBackupSnapshot",
         "GET",
         _cluster_path(group_id, cluster_name) + f"/backup/snapshots/{snapshot_id}",
+        group_id=group_id,
+        cluster=cluster_name,
+        subject=f"Snapshot {snapshot_id}",
+    )
+
+
+def list_flex_clusters(group_id: str, page: int, items_per_page: int) -> ApiCall:
+    require_object_id(group_id, "group_id")
+    return ApiCall(
+        "listGroupFlexClusters",
+        "GET",
+        f"{API_PREFIX}/groups/{group_id}/flexClusters",
+        params=_page_params(page, items_per_page),
+        group_id=group_id,
+    )
+
+
+def list_groups(page: int, items_per_page: int) -> ApiCall:
+    return ApiCall(
+        "listGroups",
+        "GET",
+        f"{API_PREFIX}/groups",
+        params=_page_params(page, items_per_page),
+        version=LIST_GROUPS_VERSION,
+    )
+
+
+def create_restore_job(
+    group_id: str, cluster_name: str, snapshot_id: str, target_cluster: str, target_group_id: str
+) -> ApiCall:
+    """POST .../backup/restoreJobs: restore ``snapshot_id`` into ``target_cluster`` (a RESTORE job).
+
+    Only the writable fields are sent: ``deliveryType`` is read-only and Atlas refuses it.
+    """
+    require_object_id(snapshot_id, "snapshot_id")
+    require_cluster_name(target_cluster, "target_cluster_name")
+    require_object_id(target_group_id, "target_group_id")
+    return ApiCall(
+        "createGroupFlexClusterBackupRestoreJob",
+        "POST",
+        _cluster_path(group_id, cluster_name) + "/backup/restoreJobs",
+        json_body={
+            "snapshotId": snapshot_id,
+            "targetDeploymentItemName": target_cluster,
+            "targetProjectId": target_group_id,
+        },
         group_id=group_id,
         cluster=cluster_name,
         subject=f"Snapshot {snapshot_id}",

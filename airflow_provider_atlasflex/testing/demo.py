@@ -1,22 +1,39 @@
 """``make demo``: the nightly export DAG in real Airflow against the local Atlas emulator.
 
-Starts the emulator, runs ``airflow dags test atlas_flex_nightly_export`` (deferrable sensor,
-service-account auth, two clusters through dynamic task mapping), then checks every exported
-file against what the emulator served. Leaves nothing running; exits non-zero on any mismatch.
+Starts the emulator with three flex clusters (one with backup disabled), runs ``airflow dags test
+atlas_flex_nightly_export`` (discovery, deferrable sensor, service-account auth, dynamic task
+mapping, the night's report), prints what discovery found and the report, then checks every
+exported file against what the emulator served. Leaves nothing running; exits non-zero on any
+mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
+import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
+from airflow_provider_atlasflex.operators.night_report import render_table
 from airflow_provider_atlasflex.testing.airflow_sandbox import AirflowSandbox, emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 
 DAG_ID = "atlas_flex_nightly_export"
+NO_BACKUP_CLUSTER = "archive"  # a cluster whose backup is disabled: discovery skips it, the report says so
+
+
+def read_xcom(home: Path, task_id: str, key: str = "return_value") -> Any:
+    """One XCom value of the demo run, from the sandbox's metadata database (None if absent)."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        row = db.execute("SELECT value FROM xcom WHERE task_id = ? AND key = ?", (task_id, key)).fetchone()
+    if row is None:
+        return None
+    value = json.loads(row[0]) if isinstance(row[0], (str, bytes)) else row[0]
+    return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
 
 def file_sha256(path: Path) -> str:
@@ -45,12 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     sandbox.migrate()
 
     with AtlasEmulator(clusters=tuple(clusters), snapshot_size=args.snapshot_size, restore_duration=3.0) as emu:
+        emu.add_cluster(NO_BACKUP_CLUSTER, snapshots=0, backup_enabled=False)
         print(f"Atlas emulator on {emu.base_url} (project {emu.group_id}); running the DAG ...", flush=True)
         result = sandbox.dags_test(
             DAG_ID,
-            conf={"clusters": clusters, "destination_root": exports.as_uri()},
+            conf={},  # no cluster list: discovery exports every flex cluster of the project
             connections={"mongodb_atlas_default": emulator_connection(emu, args.auth)},
-            env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True", "ATLAS_FLEX_POLL_SECONDS": "1"},
+            env={
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
+                "ATLAS_FLEX_POLL_SECONDS": "1",
+                # Where exports go is deployment configuration (an Airflow Variable), not run conf.
+                "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
+            },
             timeout=300,
         )
         (workdir / "dags-test.log").write_text(result.output)
@@ -59,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nThe DAG run failed (exit {result.returncode}); full log: {workdir / 'dags-test.log'}", file=sys.stderr)
             return 1
         print(f"DAG run succeeded in {result.seconds:.1f} s (log: {workdir / 'dags-test.log'})\n")
+        discovery = read_xcom(sandbox.home, "discover_clusters") or {}
+        print("Discovery:")
+        for found in discovery.get("exportable", []):
+            print(f"    export  {found['cluster_name']}")
+        for skipped in discovery.get("skipped", []):
+            print(f"    skip    {skipped['cluster_name']}: {skipped['reason']}")
+        print("\nThe night's report:")
+        print("    " + render_table(read_xcom(sandbox.home, "night_report", "report") or []).replace("\n", "\n    "))
+        print()
         failures = 0
         for cluster in clusters:
             snapshot_id = emu.newest_completed_snapshot_id(cluster)

@@ -1,13 +1,13 @@
-"""Where an export lands: the ``dst`` template, its placeholders, and the commit-by-rename protocol.
+"""Where an export lands: the ``dst`` template, its placeholders, and whether its local root is private.
 
-A copy is written to a hidden temporary name beside ``dst`` and renamed over it only once it is
-complete and verified, so readers never see a partial file and a good export is never replaced
-by a bad one.
+How a verified copy is published at ``dst`` is :mod:`.commit`'s job.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import string
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +18,6 @@ from airflow_provider_atlasflex.exceptions import AirflowNotFoundException, Atla
 from airflow_provider_atlasflex.validation import require_connection_id
 
 PLACEHOLDERS = ("cluster_name", "snapshot_id", "restore_job_id", "date")
-PARTIAL_SUFFIX = ".atlasflex-partial"
 _WRITTEN_AS = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
 # What a placeholder may become: exactly one path segment that cannot be "." or "..", hold a
 # separator, a percent-escape or a drive letter. Cluster names, 24-hex ids and YYYY-MM-DD all fit.
@@ -93,11 +92,6 @@ def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, v
     return path
 
 
-def partial_path(path: ObjectStoragePath) -> ObjectStoragePath:
-    """The temporary name beside ``path``; fixed, so a retried task finds and removes a dead try's leftovers."""
-    return path.parent / f".{path.name}{PARTIAL_SUFFIX}"
-
-
 def _placeholders(dst: str) -> list[str]:
     """The placeholder names in ``dst``; only the bare ``{name}`` form of the known ones is allowed."""
     try:
@@ -158,3 +152,39 @@ def _reject_parent_segments(dst: str) -> None:
     location = dst.split("://", 1)[-1]
     if any(segment in ("..", ".") for segment in location.split("/")[1:]):
         raise AtlasFlexConfigError(f"dst {dst!r} must not contain '.' or '..' path segments.")
+
+
+def destination_root(dst: str | ObjectStoragePath) -> str | None:
+    """The local directory ``dst`` never leaves (the part before its first placeholder), or None if not local."""
+    text = str(dst)
+    if not text.lower().startswith("file://"):
+        return None
+    static = text.split("{", 1)[0][len("file://") :]
+    root = static.rsplit("/", 1)[0]
+    return root or "/"
+
+
+def private_root_warning(root: str | None) -> str | None:
+    """A warning if the local destination root lets other users in, or None.
+
+    Group- or world-writable, or owned by another user: others could read exports, plant
+    symlinks or pre-create files; the commit refuses what it can detect, but the root must be private.
+    """
+    if root is None:
+        return None
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None  # created by the export with dir_mode
+    problems = []
+    writable = [who for who, bit in (("group", 0o020), ("world", 0o002)) if st.st_mode & bit]
+    if writable:
+        problems.append(f"is {'- and '.join(writable)}-writable (mode {stat.S_IMODE(st.st_mode):#o})")
+    if st.st_uid != os.geteuid():
+        problems.append(f"is owned by uid {st.st_uid}, not this user (uid {os.geteuid()})")
+    if not problems:
+        return None
+    return (
+        f"Destination root {root} {' and '.join(problems)}: other local users could read or tamper with backups. "
+        f"Fix: `chown {os.geteuid()} {root} && chmod 700 {root}`, or choose a private directory."
+    )

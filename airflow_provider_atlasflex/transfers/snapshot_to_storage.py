@@ -12,6 +12,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.exceptions import (
     AtlasFlexConfigError,
+    AtlasNotFoundError,
     RestoreJobFailedError,
     SnapshotLinkExpiredError,
     SnapshotTransferError,
@@ -19,16 +20,33 @@ from airflow_provider_atlasflex.exceptions import (
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import is_reusable_download, parse_atlas_time, ready_snapshot_url, utcnow
+from airflow_provider_atlasflex.transfers.commit import (
+    DEFAULT_DIR_MODE,
+    DEFAULT_FILE_MODE,
+    DestinationExistsError,
+    check_modes,
+    export_commit,
+    refuse_unsafe_destination,
+)
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
-    partial_path,
+    destination_root,
+    private_root_warning,
     resolve_destination,
+)
+from airflow_provider_atlasflex.transfers.manifest import (
+    build_manifest,
+    file_sha256,
+    prove_export,
+    sidecar_paths,
+    write_sidecars,
 )
 from airflow_provider_atlasflex.transfers.resumable_download import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_STALL_MIN_BYTES,
     DEFAULT_STALL_WINDOW,
     MIB,
+    DownloadResult,
     ProgressLog,
     ResumableDownload,
     SnapshotLink,
@@ -51,18 +69,22 @@ if TYPE_CHECKING:
 class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     """Stream the snapshot file of a ready DOWNLOAD restore job to ``dst``.
 
-    Memory stays flat whatever the size. The copy goes to a hidden temporary file beside ``dst``
-    and is renamed into place only after the HTTP status, Content-Length and gzip integrity are
-    checked; on any failure the temporary file is removed and an existing export is untouched.
-    A cut connection resumes with an HTTP Range request; an expired link is replaced once by a
-    fresh one for the same snapshot.
+    Memory stays flat whatever the size. Each attempt copies to its own hidden temporary file beside
+    ``dst`` (``.<name>.<random>.atlasflex-partial``) and publishes it only after the HTTP status,
+    Content-Length and gzip integrity are checked, atomically (see :mod:`.commit`); then the
+    ``<file>.sha256`` and ``<file>.json`` sidecars are committed beside it. On any failure this
+    attempt's temporary file is removed and an existing export is untouched. A ``dst`` whose
+    sidecars prove it already holds this snapshot (re-hashed now) is not copied again. A cut
+    connection resumes with an HTTP Range request; an expired link is replaced once by a fresh one
+    for the same snapshot.
 
     :param cluster_name: flex cluster name (templated).
     :param restore_job_id: the ready DOWNLOAD restore job (templated).
     :param dst: destination URL (templated) or ObjectStoragePath. Placeholders ``{cluster_name}``,
         ``{snapshot_id}``, ``{restore_job_id}`` and ``{date}`` (the run's date, YYYY-MM-DD) are filled in.
     :param dst_conn_id: connection for the destination filesystem (templated), e.g. an AWS connection for s3://.
-    :param overwrite: replace an existing file at ``dst`` (default False: refuse).
+    :param overwrite: replace an existing file at ``dst`` (default False: refuse, unless its sidecars
+        prove it already holds this snapshot).
     :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
     :param chunk_size: bytes read and written at a time (default 1 MiB; the copy keeps 4 such buffers).
@@ -72,6 +94,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     :param stall_min_bytes: bytes that must arrive in every ``stall_window`` (default 1 MiB).
     :param progress_interval: seconds between progress log lines (default 30).
     :param link_refresh_timeout: seconds to wait for a fresh link when the first one expired (default 1800).
+    :param file_mode: permission bits of the export and its sidecars on local disks (default 0o600).
+    :param dir_mode: permission bits of directories it creates on local disks (default 0o700).
     """
 
     template_fields: Sequence[str] = (
@@ -102,6 +126,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         progress_interval: float = 30.0,
         link_refresh_timeout: float = 1800.0,
         link_refresh_poll_interval: float = 10.0,
+        file_mode: int = DEFAULT_FILE_MODE,
+        dir_mode: int = DEFAULT_DIR_MODE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +145,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.progress_interval = progress_interval
         self.link_refresh_timeout = link_refresh_timeout
         self.link_refresh_poll_interval = link_refresh_poll_interval
+        self.file_mode = file_mode
+        self.dir_mode = dir_mode
 
     def _check_arguments(self) -> None:
         require_cluster_name(self.cluster_name)
@@ -136,6 +164,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         require_positive_number(self.progress_interval, "progress_interval")
         require_positive_number(self.link_refresh_timeout, "link_refresh_timeout", allow_zero=True)
         require_positive_number(self.link_refresh_poll_interval, "link_refresh_poll_interval")
+        check_modes(self.file_mode, self.dir_mode)
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
@@ -151,11 +180,13 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 self.dst_conn_id,
                 {"cluster_name": cluster, "snapshot_id": snapshot_id, "restore_job_id": job_id, "date": _run_date(context)},
             )
-            if not self.overwrite and dst.exists():
-                raise SnapshotTransferError(
-                    f"{dst} already exists and overwrite=False: snapshot {snapshot_id} of {cluster!r} was not "
-                    "copied again. Delete the file or set overwrite=True to replace it."
-                )
+            warning = private_root_warning(destination_root(self.dst))
+            if warning:
+                self.log.warning("%s", warning)
+            present = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
+            if present is not None:
+                return present
+            snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
             try:
                 url = ready_snapshot_url(job, cluster)
             except RestoreJobFailedError as exc:
@@ -168,28 +199,120 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             else:
                 may_refresh = True
             mask_secret(url)
-            result = self._copy(url, dst, hook, cluster, snapshot_id, group_id, may_refresh=may_refresh)
+            result, raced = self._copy(url, dst, hook, cluster, snapshot_id, group_id, may_refresh=may_refresh)
+            sidecars = self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, result)
         finally:
             hook.close()
-        summary = {
-            "path": str(dst),
-            "bytes": result.bytes,
-            "sha256": result.sha256,
-            "snapshot_id": snapshot_id,
-            "restore_job_id": job_id,
-            "cluster_name": cluster,
-            "group_id": group_id,
-            "seconds": round(result.seconds, 3),
-            "attempts": result.attempts,
-            "resumes": result.resumes,
-            "restarts": result.restarts,
-            "link_refreshes": result.link_refreshes + (0 if may_refresh else 1),
-            "exported_at": datetime.now(timezone.utc).isoformat(),
-        }
+        summary = _export_result(
+            dst,
+            cluster=cluster,
+            group_id=group_id,
+            snapshot_id=snapshot_id,
+            job_id=job_id,
+            size=result.bytes,
+            sha256=result.sha256,
+            exported_at=datetime.now(timezone.utc).isoformat(),
+            already_present=raced,
+            seconds=round(result.seconds, 3),
+            attempts=result.attempts,
+            resumes=result.resumes,
+            restarts=result.restarts,
+            link_refreshes=result.link_refreshes + (0 if may_refresh else 1),
+        )
         self.log.info(
-            "Exported snapshot %s of %s to %s: %d bytes, sha256 %s", snapshot_id, cluster, dst, result.bytes, result.sha256
+            "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
+            snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
         )
         return summary
+
+    def _already_exported(
+        self, dst: ObjectStoragePath, cluster: str, snapshot_id: str, group_id: str, job_id: str
+    ) -> dict[str, Any] | None:
+        """The result for a ``dst`` whose sidecars prove it holds this snapshot; None to copy; raise if refused.
+
+        A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
+        trusted only if :func:`prove_export` holds (sidecars for this snapshot, size, and a re-hash).
+        """
+        try:
+            if not refuse_unsafe_destination(dst):
+                return None
+        except SnapshotTransferError as exc:
+            raise SnapshotTransferError(f"Export of snapshot {snapshot_id} of {cluster!r} refused: {exc}") from None
+        proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id)
+        if not proof.proven:
+            if self.overwrite:
+                self.log.info("%s exists and will be replaced (overwrite=True): %s", dst, proof.reason)
+                return None
+            raise SnapshotTransferError(
+                f"{dst} already exists and overwrite=False, and {proof.reason}: snapshot {snapshot_id} of {cluster!r} "
+                "was not copied again. Delete the file (or set overwrite=True to replace it); if it is an export "
+                "whose task died before its sidecars were written, overwrite=True re-copies and proves it."
+            )
+        manifest = proof.manifest or {}
+        paths = sidecar_paths(dst)
+        self.log.info(
+            "%s already holds snapshot %s of %s (%d bytes, sha256 %s, re-hashed and matching its sidecar %s): "
+            "not copied again",
+            dst, snapshot_id, cluster, manifest["bytes"], manifest["sha256"], paths.manifest.name,
+        )
+        return _export_result(
+            dst,
+            cluster=cluster,
+            group_id=group_id,
+            snapshot_id=snapshot_id,
+            job_id=job_id,
+            size=manifest["bytes"],
+            sha256=manifest["sha256"],
+            exported_at=manifest.get("exported_at"),
+            already_present=True,
+        )
+
+    def _snapshot_metadata(
+        self, hook: AtlasFlexHook, job: dict[str, Any], cluster: str, snapshot_id: str, group_id: str
+    ) -> dict[str, Any]:
+        """Atlas' snapshot resource for the manifest, fetched before copying.
+
+        A snapshot removed by retention while its link still works is no reason to lose the export:
+        the manifest then records what the restore job says about it.
+        """
+        try:
+            return hook.get_snapshot(cluster, snapshot_id, group_id)
+        except AtlasNotFoundError:
+            self.log.warning(
+                "Snapshot %s of %s is no longer listed by Atlas; its manifest records the restore job's details",
+                snapshot_id, cluster,
+            )
+            return {"id": snapshot_id, "finishTime": job.get("snapshotFinishedDate")}
+
+    def _write_sidecars(
+        self,
+        dst: ObjectStoragePath,
+        cluster: str,
+        group_id: str,
+        snapshot_id: str,
+        snapshot: dict[str, Any],
+        job_id: str,
+        result: DownloadResult,
+    ) -> Any:
+        """Commit ``<file>.sha256`` and ``<file>.json`` after the export (never before)."""
+        manifest = build_manifest(
+            file_name=dst.name,
+            cluster_name=cluster,
+            group_id=group_id,
+            snapshot_id=snapshot_id,
+            snapshot=snapshot,
+            restore_job_id=job_id,
+            size=result.bytes,
+            sha256=result.sha256,
+        )
+        try:
+            return write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode)
+        except (OSError, SnapshotTransferError) as exc:
+            raise SnapshotTransferError(
+                f"Snapshot {snapshot_id} of {cluster!r} was committed to {dst} ({result.bytes} bytes, sha256 "
+                f"{result.sha256}) but its sidecars could not be written: {getattr(exc, 'strerror', None) or exc}. "
+                "The file is unproven until they exist: fix the destination and retry with overwrite=True."
+            ) from None
 
     def _copy(
         self,
@@ -201,16 +324,14 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         group_id: str,
         *,
         may_refresh: bool,
-    ) -> Any:
-        temporary = partial_path(dst)
+    ) -> tuple[DownloadResult, bool]:
+        """Copy into this attempt's temporary file and commit it; True if an identical export won the race."""
+        commit = export_commit(dst, overwrite=self.overwrite, file_mode=self.file_mode, dir_mode=self.dir_mode)
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if temporary.exists():
-                self.log.warning("Removing %s left by an earlier, interrupted attempt", temporary)
-                temporary.unlink()
+            commit.open()
             download = ResumableDownload(
                 SnapshotLink(url, self._link_expiries.get(url)),
-                lambda: temporary.open("wb"),
+                commit.output,
                 refresh_link=(
                     (lambda why: self._replacement_link(hook, cluster, snapshot_id, group_id, why))
                     if may_refresh
@@ -228,21 +349,34 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 ),
             )
             result = download.run()
-            if not self.overwrite and dst.exists():
-                raise SnapshotTransferError(f"{dst} appeared while copying and overwrite=False; kept the existing file.")
-            temporary.rename(dst)
-            return result
+            try:
+                commit.commit(result.bytes)
+            except DestinationExistsError:
+                if not _holds(dst, result):
+                    raise
+                commit.abort()
+                self.log.info(
+                    "%s was committed meanwhile by another writer with the same %d bytes and sha256 %s: kept it",
+                    dst, result.bytes, result.sha256,
+                )
+                return result, True
+            if not commit.still_published() and not _holds(dst, result):
+                raise SnapshotTransferError(
+                    "another writer replaced the export right after this attempt committed it (overwrite=True); "
+                    "this attempt's bytes are not at dst, so it reports failure and writes no sidecars"
+                )
+            return result, False
         except SnapshotTransferError as exc:
-            _discard(temporary)
+            commit.abort()
             raise type(exc)(f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: {exc}") from None
         except OSError as exc:
-            _discard(temporary)
+            commit.abort()
             raise SnapshotTransferError(
                 f"Export of snapshot {snapshot_id} of {cluster!r} failed writing to {dst}: {exc.strerror or exc}. "
                 "Check the destination is writable and has space; nothing was committed."
             ) from None
         except BaseException:
-            _discard(temporary)
+            commit.abort()
             raise
 
     @property
@@ -324,9 +458,49 @@ def _run_date(context: Context) -> str:
     return when.strftime("%Y-%m-%d")
 
 
-def _discard(path: ObjectStoragePath) -> None:
+def _export_result(
+    dst: ObjectStoragePath,
+    *,
+    cluster: str,
+    group_id: str,
+    snapshot_id: str,
+    job_id: str,
+    size: int,
+    sha256: str,
+    exported_at: str | None,
+    already_present: bool,
+    seconds: float = 0.0,
+    attempts: int = 0,
+    resumes: int = 0,
+    restarts: int = 0,
+    link_refreshes: int = 0,
+) -> dict[str, Any]:
+    """The XCom result: where the export is, what it holds, its sidecars, and how the copy went."""
+    paths = sidecar_paths(dst)
+    return {
+        "path": str(dst),
+        "bytes": size,
+        "sha256": sha256,
+        "snapshot_id": snapshot_id,
+        "restore_job_id": job_id,
+        "cluster_name": cluster,
+        "group_id": group_id,
+        "seconds": seconds,
+        "attempts": attempts,
+        "resumes": resumes,
+        "restarts": restarts,
+        "link_refreshes": link_refreshes,
+        "exported_at": exported_at,
+        "sha256_file": str(paths.sha256),
+        "manifest_file": str(paths.manifest),
+        "already_present": already_present,
+    }
+
+
+def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:
+    """Whether ``dst`` (committed by another writer) holds exactly the bytes this attempt verified."""
     try:
-        if path.exists():
-            path.unlink()
-    except OSError:
-        pass
+        refuse_unsafe_destination(dst)
+        return file_sha256(dst) == (result.bytes, result.sha256)
+    except (OSError, SnapshotTransferError):
+        return False

@@ -9,8 +9,9 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+from airflow_provider_atlasflex.restore_targets import restore_finished
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_cluster_name,
@@ -28,7 +29,11 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
     credential query string.
 
     :param end_time: Unix time after which the trigger reports ``timeout``.
+    :param wait_for: ``"snapshot_url"`` (a DOWNLOAD job's link is ready, the default) or
+        ``"completed"`` (a RESTORE job into a cluster is COMPLETED).
     """
+
+    WAIT_FOR = ("snapshot_url", "completed")
 
     def __init__(
         self,
@@ -39,6 +44,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         atlas_conn_id: str,
         poll_interval: float,
         end_time: float,
+        wait_for: str = "snapshot_url",
     ) -> None:
         super().__init__()
         # Checked here, before run() sends anything: 0 s would poll Atlas in a tight loop, and a bad
@@ -49,6 +55,9 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
         self.atlas_conn_id = require_connection_id(atlas_conn_id)
         self.poll_interval = require_positive_number(poll_interval, "poll_interval")
         self.end_time = require_positive_number(end_time, "end_time (Unix time)")
+        if wait_for not in self.WAIT_FOR:
+            raise AtlasFlexConfigError(f"wait_for must be one of {self.WAIT_FOR}, got {wait_for!r}.")
+        self.wait_for = wait_for
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -60,6 +69,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                 "atlas_conn_id": self.atlas_conn_id,
                 "poll_interval": self.poll_interval,
                 "end_time": self.end_time,
+                "wait_for": self.wait_for,
             },
         )
 
@@ -72,7 +82,10 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
             while True:
                 job = await hook.get_restore_job(self.cluster_name, self.restore_job_id, self.group_id)
                 try:
-                    url = ready_snapshot_url(job, self.cluster_name)
+                    if self.wait_for == "completed":
+                        url = "completed" if restore_finished(job) else None
+                    else:
+                        url = ready_snapshot_url(job, self.cluster_name)
                 except RestoreJobFailedError as exc:
                     yield TriggerEvent({**base, "status": "failed", "message": str(exc), "job": public_job_view(job)})
                     return

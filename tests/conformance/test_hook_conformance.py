@@ -24,6 +24,9 @@ HOOK_OPERATIONS = {
     "getGroupFlexClusterBackupRestoreJob",
     "listGroupFlexClusterBackupSnapshots",
     "getGroupFlexClusterBackupSnapshot",
+    "listGroupFlexClusters",
+    "listGroups",
+    "createGroupFlexClusterBackupRestoreJob",
 }
 FAST = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.02)
 
@@ -32,6 +35,9 @@ FAST = RetryPolicy(max_retries=2, backoff_base=0.01, backoff_max=0.02)
 def emulator() -> Iterator[AtlasEmulator]:
     TOKEN_CACHE.clear()
     with AtlasEmulator(clusters=("alpha",), non_flex_clusters=("legacy-m10",), restore_duration=0.2) as emu:
+        emu.add_cluster("restore-drill-scratch", snapshots=0, backup_enabled=False)
+        emu.add_cluster("fresh", snapshots=0, state="CREATING")
+        emu.add_project("second-project")
         yield emu
     TOKEN_CACHE.clear()
 
@@ -51,20 +57,30 @@ def exercise(hook: AtlasFlexHook, emu: AtlasEmulator) -> None:
     hook.get_restore_job("alpha", job["id"])
     hook.list_restore_jobs("alpha", items_per_page=1)
     hook.find_reusable_download_job("alpha", newest)
+    hook.list_flex_clusters(items_per_page=1)
+    hook.list_groups(items_per_page=1)
+    restore = hook.request_restore("alpha", newest, "restore-drill-scratch")
+    assert hook.find_restore_job("alpha", newest, "restore-drill-scratch", emu.group_id)["id"] == restore["id"]
     failures = [
         lambda: hook.get_flex_cluster("no-such-cluster"),
         lambda: hook.get_flex_cluster("legacy-m10"),
         lambda: hook.get_snapshot("alpha", "0" * 24),
         lambda: hook.get_restore_job("alpha", "f" * 24),
         lambda: hook.list_snapshots("alpha", group_id="a" * 24),
+        lambda: hook.list_flex_clusters("a" * 24),
+        lambda: hook.request_restore("alpha", newest, "ghost"),
     ]
     for call in failures:
         with pytest.raises(AtlasApiError):
             call()
     emu.faults.add(operation="getGroupFlexCluster", status=429, retry_after=0, times=1)
     emu.faults.add(operation="listGroupFlexClusterBackupSnapshots", status=500, times=1)
+    emu.faults.add(operation="listGroups", status=429, retry_after=0, times=1)
+    emu.faults.add(operation="listGroupFlexClusters", status=500, times=1)
     hook.get_flex_cluster("alpha")
     hook.list_snapshots("alpha")
+    hook.list_groups()
+    hook.list_flex_clusters()
 
 
 @pytest.mark.parametrize("auth", ["digest", "service_account"])
@@ -124,3 +140,14 @@ def _validate_all(spec, emu: AtlasEmulator) -> set[str]:
         if exchange.operation in HOOK_OPERATIONS:
             checked.add(exchange.operation)
     return checked
+
+
+@pytest.mark.parametrize("auth", ["digest", "service_account"])
+def test_connection_test_requests_and_responses_conform(openapi_spec, emulator, monkeypatch, auth):
+    # listGroups (versioned 2023-01-01) and the two project probes, as the Test button sends them.
+    use(monkeypatch, emulator, auth)
+    ok, message = AtlasFlexHook(retry_policy=FAST).test_connection()
+    assert ok, message
+    _validate_all(openapi_spec, emulator)  # raises on any exchange the spec refuses, listGroups included
+    sent = {x.operation for x in emulator.requests if x.principal}
+    assert {"listGroups", "getGroupFlexCluster", "downloadGroupFlexClusterBackup"} <= sent

@@ -20,7 +20,8 @@ from tests.e2e.conftest import DAG_ID
 CLUSTERS = ("alpha", "beta")
 RUN_DATE = "2026-11-20"
 MAPPED_TASKS = ("export_cluster.request_link", "export_cluster.wait_for_link", "export_cluster.copy_to_storage")
-ALL_TASKS = ("clusters_to_export", *MAPPED_TASKS)
+UNMAPPED_TASKS = ("export_selection", "destination", "discover_clusters", "clusters_to_export", "night_report")
+ALL_TASKS = (*UNMAPPED_TASKS, *MAPPED_TASKS)
 
 # A task's supervisor reports it done about 5 s after the task process finished (its select
 # timeout), and ``dags test --use-executor`` will not queue a resumed deferred task while its
@@ -44,9 +45,14 @@ def run_nightly(
     return sandbox.dags_test(
         DAG_ID,
         logical_date=RUN_DATE,
-        conf={"clusters": list(clusters), "destination_root": exports.as_uri()},
+        conf={"clusters": list(clusters)},
         connections={"mongodb_atlas_default": emulator_connection(emu, auth, **connection_extra)},
-        env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable), "ATLAS_FLEX_POLL_SECONDS": "1"},
+        env={
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": str(deferrable),
+            "ATLAS_FLEX_POLL_SECONDS": "1",
+            # The destination is deployment configuration (a Variable), not run conf.
+            "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
+        },
         use_executor=True,
         triggerer=deferrable,
         timeout=timeout,
@@ -87,10 +93,11 @@ def _text(value: Any) -> str:
 
 
 def assert_exported_identically(emu: Any, exports: Path, clusters: tuple[str, ...] = CLUSTERS) -> None:
-    """Exactly the newest snapshot of each cluster at its path, byte-identical, nothing else left."""
+    """Exactly the newest snapshot of each cluster at its path (with its two sidecars), byte-identical, nothing else."""
     expected = {c: emu.newest_completed_snapshot_id(c) for c in clusters}
     found = sorted(p.relative_to(exports).as_posix() for p in exports.rglob("*") if p.is_file())
-    assert found == sorted(f"{c}/{RUN_DATE}/{s}.tgz" for c, s in expected.items())
+    exported = [f"{c}/{RUN_DATE}/{s}.tgz" for c, s in expected.items()]
+    assert found == sorted(f"{name}{suffix}" for name in exported for suffix in ("", ".json", ".sha256"))
     for cluster, snapshot_id in expected.items():
         path = exports / cluster / RUN_DATE / f"{snapshot_id}.tgz"
         assert file_sha256(path) == emu.expected_sha256(snapshot_id), f"{cluster}: bytes differ from what Atlas served"

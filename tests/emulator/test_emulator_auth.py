@@ -44,7 +44,12 @@ def test_unauthenticated_gets_digest_challenge(emu: AtlasEmulator) -> None:
     }
     ch = _challenge(r)
     assert ch["realm"] == "MMS Public API" and ch["qop"] == "auth" and ch["algorithm"] == "MD5"
-    assert ch["stale"] == "false" and ch["domain"] == "" and len(ch["nonce"]) >= 16
+    assert len(ch["nonce"]) >= 16
+    # The documented Atlas challenge: no domain, and no stale flag unless the nonce was stale.
+    assert "domain" not in ch and "stale" not in ch
+    assert r.headers["WWW-Authenticate"] == (
+        f'Digest realm="MMS Public API", nonce="{ch["nonce"]}", algorithm=MD5, qop="auth"'
+    )
 
 
 def test_requests_digest_auth(emu: AtlasEmulator) -> None:
@@ -183,6 +188,8 @@ def test_token_rate_limit(clocked: AtlasEmulator, clock: FakeClock) -> None:
     r = get_token(emu)
     assert r.status_code == 429
     assert r.json()["errorCode"] == "RATE_LIMITED" and r.json()["error"] == 429
+    # Like every real Atlas error, the token endpoint's 429 names its code in a header too.
+    assert r.headers["X-Error-Code"] == "RATE_LIMITED" and r.headers["Content-Type"] == "application/json"
     assert 1 <= int(r.headers["Retry-After"]) <= 61
     clock.advance(61)
     assert get_token(emu).status_code == 200
@@ -230,3 +237,15 @@ def test_read_only_role(emu: AtlasEmulator, creds: str) -> None:
     )
     assert r.status_code == 403 and "Project Backup Recovery Operator" in r.json()["detail"]
     assert emu.restore_jobs("alpha") == []
+
+
+def test_injected_token_endpoint_429_carries_x_error_code(emu: AtlasEmulator) -> None:
+    emu.faults.add(operation="oauthToken", status=429, retry_after=2, times=1)
+    r = get_token(emu)
+    assert r.status_code == 429 and r.headers["X-Error-Code"] == "RATE_LIMITED" == r.json()["errorCode"]
+    assert r.headers["Retry-After"] == "2"
+    # OAuth-shaped errors ({"error": "invalid_client"}) have no Atlas code, so no header.
+    bad = requests.post(
+        f"{emu.base_url}/api/oauth/token", auth=(emu.service_account.client_id, "wrong"), data={"grant_type": "client_credentials"}
+    )
+    assert bad.status_code == 401 and "X-Error-Code" not in bad.headers

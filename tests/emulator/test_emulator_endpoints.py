@@ -168,12 +168,25 @@ def test_download_body_validation(emu: AtlasEmulator, owner: requests.Session) -
     assert post_json(owner, url, {"snapshotId": sid}).status_code == 200
 
 
-def test_download_of_unfinished_snapshot_is_409(emu: AtlasEmulator, owner: requests.Session) -> None:
+def test_download_of_unfinished_snapshot_is_a_validation_error(emu: AtlasEmulator, owner: requests.Session) -> None:
+    """400 VALIDATION_ERROR naming snapshotId: a status and code the spec and the recorded traffic support.
+
+    (The emulator used to answer 409 SNAPSHOT_NOT_COMPLETED, a code never seen on these endpoints.)
+    """
     running = emu.add_snapshot("alpha", status="RUNNING")
     assert emu.snapshot_ids("alpha")[0] == running
     assert emu.newest_completed_snapshot_id("alpha") != running
-    r = post_json(owner, emu.cluster_url("alpha") + "/backup/download", {"snapshotId": running})
-    _assert_api_error(r, 409, "SNAPSHOT_NOT_COMPLETED")
+    for suffix, body in (
+        ("/backup/download", {"snapshotId": running}),
+        ("/backup/restoreJobs", {"snapshotId": running, "targetDeploymentItemName": "beta"}),
+    ):
+        r = post_json(owner, emu.cluster_url("alpha") + suffix, body)
+        _assert_api_error(r, 400, "VALIDATION_ERROR")
+        assert r.json()["badRequestDetail"]["fields"] == [
+            {"field": "snapshotId", "description": "must identify a COMPLETED snapshot"}
+        ]
+        assert "RUNNING" in r.json()["detail"]
+    assert emu.restore_jobs("alpha") == []
     listed = owner.get(emu.cluster_url("alpha") + f"/backup/snapshots/{running}").json()
     assert listed["status"] == "RUNNING" and "finishTime" not in listed
 

@@ -203,7 +203,8 @@ def test_bearer_token_lost_mid_run(emu, atlas_conn, tmp_path, how):
     assert result["sha256"] == emu.expected_sha256(job["snapshotId"])
     assert all_statuses(emu, "oauthToken") == [200, 200]
     assert all_statuses(emu, "getGroupFlexClusterBackupRestoreJob") == [401, 200]
-    assert files_under(tmp_path) == [f"{job['snapshotId']}.tgz"]
+    name = f"{job['snapshotId']}.tgz"
+    assert files_under(tmp_path) == [name, f"{name}.json", f"{name}.sha256"]  # the export and its sidecars
 
 
 NONCE_TTL = 300.0
@@ -267,7 +268,15 @@ def test_stale_digest_nonce_is_rechallenged(make_emulator, atlas_conn, hook_kind
 
     answers = [x.response_headers.get("WWW-Authenticate", "") for x in emu.requests.by_operation(operation)][-4:]
     assert all_statuses(emu, operation)[-4:] == [401, 401, 401, 200]
-    assert "stale=false" in answers[0] and "stale=true" in answers[1] and "stale=false" in answers[2]
+    # Atlas sends stale=true only for a stale nonce, and no stale flag at all otherwise.
+    assert "stale" not in answers[0] and "stale=true" in answers[1]
+    # The sync hook keeps one Digest state per session: its retry first reuses the (stale) nonce with the next
+    # nonce count, gets a second stale=true and answers that fresh challenge; a new auth state per request
+    # (the async hook) starts over with an unauthenticated request instead.
+    if hook_kind == "sync":
+        assert "stale=true" in answers[2]
+    else:
+        assert "stale" not in answers[2]
 
 
 # ---- a slow restore job -----------------------------------------------------------------------

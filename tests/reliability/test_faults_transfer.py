@@ -47,9 +47,11 @@ def sha256_of(path: Path) -> str:
 
 
 def assert_exported(emu, tmp_path: Path, result: dict, snapshot_id: str, cluster: str = "alpha") -> None:
-    """The one file at the destination is exactly what Atlas served; no temporary file is left."""
+    """The one export (and its sidecars) is exactly what Atlas served; no temporary file is left."""
     target = tmp_path / "exports" / cluster / RUN_DATE / f"{snapshot_id}.tgz"
-    assert files_under(tmp_path / "exports") == [f"{cluster}/{RUN_DATE}/{snapshot_id}.tgz"]
+    name = f"{cluster}/{RUN_DATE}/{snapshot_id}.tgz"
+    assert files_under(tmp_path / "exports") == [name, f"{name}.json", f"{name}.sha256"]
+    assert target.with_name(target.name + ".sha256").read_text() == f"{result['sha256']}  {target.name}\n"
     assert sha256_of(target) == emu.expected_sha256(snapshot_id) == result["sha256"]
     assert result["bytes"] == target.stat().st_size == emu.snapshot_size_of(snapshot_id)
 
@@ -147,7 +149,7 @@ def test_worker_killed_mid_transfer_then_retried(make_emulator, atlas_conn, tmp_
     hang = emu.faults.add(operation="snapshotFile", delay=8, nth=2)
     snapshot_id = emu.newest_completed_snapshot_id("alpha")
     dst = f"file://{tmp_path}/exports/{{cluster_name}}/{{date}}/{{snapshot_id}}.tgz"
-    partial = tmp_path / "exports" / "alpha" / RUN_DATE / f".{snapshot_id}.tgz.atlasflex-partial"
+    directory = tmp_path / "exports" / "alpha" / RUN_DATE
 
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
@@ -155,7 +157,8 @@ def test_worker_killed_mid_transfer_then_retried(make_emulator, atlas_conn, tmp_
     )
     try:
         deadline = time.monotonic() + 60
-        while not (hang.fired and partial.exists() and partial.stat().st_size > 0):
+        while not (hang.fired and (partials := list(directory.glob(f".{snapshot_id}.tgz.*.atlasflex-partial")))
+                   and partials[0].stat().st_size > 0):
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, "the worker never got stuck holding a partial file"
             time.sleep(0.02)
@@ -165,6 +168,7 @@ def test_worker_killed_mid_transfer_then_retried(make_emulator, atlas_conn, tmp_
         if worker.poll() is None:
             worker.kill()
         log.close()
+    (partial,) = partials
     left = partial.stat().st_size
     assert 0 < left < emu.snapshot_size_of(snapshot_id)
     assert len(emu.restore_jobs("alpha")) == 1

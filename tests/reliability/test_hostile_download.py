@@ -27,7 +27,7 @@ from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSn
 from tests.reliability.conftest import files_under
 from tests.reliability.hostile_storage import HostileStorage, Request, head
 from tests.reliability.registry import reliability
-from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, job, set_connection
+from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, SNAP, job, set_connection
 from tests.unit.fake_context import make_context
 
 pytestmark = pytest.mark.usefixtures("fresh_tokens", "fast_retries")
@@ -58,6 +58,17 @@ def make_tgz(members: int = 1, size: int = 300_000) -> tuple[bytes, list[bytes]]
 
 
 TGZ, _ = make_tgz()
+
+
+@pytest.fixture(autouse=True)
+def snapshot_resource(request: pytest.FixtureRequest) -> Any:
+    """The snapshot's Atlas metadata, which the copy records in the export's manifest sidecar (mocked API only)."""
+    if "requests_mock" not in request.fixturenames:
+        return None  # the test talks to the emulator
+    return request.getfixturevalue("requests_mock").get(
+        f"{CLUSTER_URL}/backup/snapshots/{SNAP}",
+        json={"id": SNAP, "status": "COMPLETED", "mongoDBVersion": "8.0.4", "finishTime": "2026-11-28T01:00:00Z"},
+    )
 
 
 def connect(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
@@ -184,7 +195,7 @@ def test_local_hosts_and_other_schemes_are_refused(requests_mock, monkeypatch, t
     requests_mock.get(JOB_URL, json=job(snapshotUrl=link))
     with pytest.raises(SnapshotTransferError, match="refused|only https links") as failed:
         copy(tmp_path)
-    assert [r.url for r in requests_mock.request_history] == [JOB_URL]  # nothing but the job itself
+    assert {r.hostname for r in requests_mock.request_history} == {"atlas.test"}  # only the Admin API
     assert_no_query(str(failed.value))
     assert_nothing_committed(tmp_path)
 

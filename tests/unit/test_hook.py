@@ -13,6 +13,7 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasApiError,
     AtlasAuthenticationError,
     AtlasFlexConfigError,
+    AtlasNoCompletedSnapshotError,
     AtlasNotFoundError,
     AtlasPermissionError,
     AtlasRateLimitError,
@@ -294,7 +295,7 @@ class TestPagingAndEnvelope:
 
     def test_no_completed_snapshot_is_explained(self, requests_mock, digest_conn):
         requests_mock.get(f"{CLUSTER_URL}/backup/snapshots", json={"results": [], "totalCount": 0})
-        with pytest.raises(AtlasNotFoundError, match="no COMPLETED backup snapshot yet"):
+        with pytest.raises(AtlasNoCompletedSnapshotError, match="no COMPLETED backup snapshot yet"):
             AtlasFlexHook().get_newest_completed_snapshot(CLUSTER)
 
 
@@ -411,9 +412,10 @@ class TestConnectionParsing:
 
     def test_test_connection_reports_success_and_failure(self, requests_mock, sa_conn):
         requests_mock.post(TOKEN_URL, **token_response())
-        requests_mock.get(
-            f"{BASE}/api/atlas/v2/groups/{GROUP}/flexClusters/airflow-connection-test", **api_error(404, "CLUSTER_NOT_FOUND")
-        )
+        requests_mock.get(f"{BASE}/api/atlas/v2/groups", json={"results": [{"id": GROUP}], "totalCount": 1})
+        probe = f"{BASE}/api/atlas/v2/groups/{GROUP}/flexClusters/airflow-connection-test"
+        requests_mock.get(probe, **api_error(404, "CLUSTER_NOT_FOUND"))
+        requests_mock.post(f"{probe}/backup/download", **api_error(404, "CLUSTER_NOT_FOUND"))
         ok, message = AtlasFlexHook().test_connection()
         assert ok and SA_ID in message
         requests_mock.post(TOKEN_URL, status_code=401, json={"error": "invalid_client"})

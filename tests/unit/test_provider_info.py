@@ -68,12 +68,20 @@ def test_example_dag_imports_cleanly_and_maps_over_clusters():
     dag = module.dag
     assert dag.dag_id == "atlas_flex_nightly_export" and dag.catchup is False
     assert {t.task_id for t in dag.tasks} == {
+        "export_selection",
+        "destination",
+        "discover_clusters",
         "clusters_to_export",
         "export_cluster.request_link",
         "export_cluster.wait_for_link",
         "export_cluster.copy_to_storage",
+        "night_report",
     }
-    assert set(dag.params) == {"clusters", "destination_root"}
+    # Where backups go is deployment configuration (Variables), never a param that run conf overrides.
+    assert set(dag.params) == {"clusters", "exclude", "all_projects"}
+    assert dag.get_task("night_report").trigger_rule == "all_done"
+    for task_id in ("export_cluster.request_link", "export_cluster.wait_for_link", "export_cluster.copy_to_storage"):
+        assert dag.get_task(task_id).map_index_template == "{{ task.cluster_name }}"
 
 
 @pytest.mark.parametrize("module", ["airflow_provider_atlasflex", "airflow_provider_atlasflex.operators.snapshot_download"])

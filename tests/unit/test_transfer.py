@@ -42,8 +42,24 @@ def transfer(tmp_path, **kwargs) -> AtlasFlexSnapshotToStorageOperator:
     return AtlasFlexSnapshotToStorageOperator(task_id="copy", cluster_name=CLUSTER, restore_job_id=JOB, **kwargs)
 
 
+SNAPSHOT_URL = f"{CLUSTER_URL}/backup/snapshots/{SNAP}"
+
+
+@pytest.fixture(autouse=True)
+def snapshot_resource(requests_mock):
+    """The snapshot's Atlas metadata, recorded in the export's manifest sidecar."""
+    return requests_mock.get(
+        SNAPSHOT_URL, json={"id": SNAP, "status": "COMPLETED", "mongoDBVersion": "8.0.4", "finishTime": "2026-11-28T01:00:00Z"}
+    )
+
+
 def files_under(root) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def export_files(name: str) -> list[str]:
+    """An export and its two sidecars."""
+    return [name, f"{name}.json", f"{name}.sha256"]
 
 
 def test_streams_verifies_and_commits(requests_mock, digest_conn, tmp_path):
@@ -55,7 +71,7 @@ def test_streams_verifies_and_commits(requests_mock, digest_conn, tmp_path):
     assert result["path"] == f"file://{target}"
     assert (result["bytes"], result["sha256"]) == (len(TGZ), hashlib.sha256(TGZ).hexdigest())
     assert (result["snapshot_id"], result["restore_job_id"], result["cluster_name"]) == (SNAP, JOB, CLUSTER)
-    assert files_under(tmp_path) == [f"exports/{CLUSTER}/2026-11-28/{SNAP}.tgz"]
+    assert files_under(tmp_path) == export_files(f"exports/{CLUSTER}/2026-11-28/{SNAP}.tgz")
     # pre-signed: no Atlas credentials travel with the link
     assert "Authorization" not in snapshot.last_request.headers
     assert snapshot.last_request.qs["signature"] == ["sig-secret-123"]
@@ -180,10 +196,10 @@ def test_connection_cut_resumes_with_range(requests_mock, digest_conn, tmp_path,
         ({"dst_conn_id": ""}, "dst_conn_id"),
     ],
 )
-def test_bad_input_fails_before_network(requests_mock, digest_conn, tmp_path, kwargs, message):
+def test_bad_input_fails_before_network(requests_mock, snapshot_resource, digest_conn, tmp_path, kwargs, message):
     with pytest.raises(AtlasFlexConfigError, match=message):
         transfer(tmp_path, **kwargs).execute(make_context())
-    assert requests_mock.call_count == 0
+    assert requests_mock.call_count == 0 and not snapshot_resource.called
     assert files_under(tmp_path) == []
 
 

@@ -146,11 +146,13 @@ class AdminApi:
         headers += list(err.headers.items())
         return Reply(err.status, headers, render_json(body, pretty))
 
-    def _ok(self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int) -> Reply:
+    def _ok(
+        self, body: Any, pretty: bool, envelope: bool, is_list: bool, remaining: int, media: str = ATLAS_MEDIA_TYPE
+    ) -> Reply:
         if envelope:
             body = {**body, "status": 200} if is_list else {"content": body, "status": 200}
         headers = [
-            ("Content-Type", SUCCESS_CONTENT_TYPE),
+            ("Content-Type", f"{media};charset=utf-8"),
             ("RateLimit-Limit", str(RATE_LIMIT)),
             ("RateLimit-Remaining", str(remaining)),
         ]
@@ -178,7 +180,7 @@ class AdminApi:
             principal = self.authenticate(req)
             remaining = self._rate.hit(principal.name)
             accept = req.headers.get("Accept", "")
-            if ATLAS_MEDIA_TYPE not in _media_types(accept):
+            if route.media_type not in _media_types(accept):
                 raise ApiErrorResponse(406, "INVALID_VERSION_DATE", "Invalid accept header or version date.")
             plan = self.faults.on_call(route.operation, params.get("name"))
             fired = [f.id for f in plan.fired]
@@ -211,8 +213,18 @@ class AdminApi:
             include_count = parse_bool(req.query, "includeCount", True)
             items_per_page = parse_int(req.query, "itemsPerPage", 100, 1, 500)
             page_num = parse_int(req.query, "pageNum", 1, 1, None)
-        group_id, name = params["groupId"], params["name"]
         st = self.state
+        op = route.operation
+        body: Any
+        if op in ("listGroups", "listGroupFlexClusters"):
+            if op == "listGroups":
+                items = st.groups_json()
+            else:
+                st.require_group(params["groupId"])
+                items = st.flex_clusters_json(params["groupId"])
+            body = self._page(req, items, include_count, items_per_page, page_num)
+            return self._ok(body, pretty, envelope, True, remaining, route.media_type)
+        group_id, name = params["groupId"], params["name"]
         if group_id != st.group_id:
             st.require_cluster(group_id, name)  # raises GROUP_NOT_FOUND
         needed = _WRITE_ROLES.get(route.operation)
@@ -225,8 +237,6 @@ class AdminApi:
                 [needed[1]],
             )
         st.require_cluster(group_id, name)
-        op = route.operation
-        body: Any
         if op == "getGroupFlexCluster":
             return self._ok(st.cluster_json(name), pretty, envelope, False, remaining)
         if op == "listGroupFlexClusterBackupSnapshots":

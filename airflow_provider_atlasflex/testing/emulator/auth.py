@@ -112,10 +112,9 @@ class DigestAuthenticator:
                 horizon = now - 2 * self._nonce_ttl
                 self._nonces = {n: v for n, v in self._nonces.items() if v.issued > horizon}
             self._nonces[nonce] = _Nonce(issued=now)
-        return (
-            f'Digest realm="{REALM}", domain="", nonce="{nonce}", algorithm=MD5, '
-            f'qop="auth", stale={"true" if stale else "false"}'
-        )
+        # As documented for Atlas: no domain, and stale=true only when the nonce was stale.
+        challenge = f'Digest realm="{REALM}", nonce="{nonce}", algorithm=MD5, qop="auth"'
+        return challenge + ", stale=true" if stale else challenge
 
     def unauthorized(self, detail: str, stale: bool = False) -> AuthError:
         return AuthError(
@@ -255,7 +254,7 @@ class TokenStore:
                     "parameters": [],
                     "reason": "Too Many Requests",
                 }
-                raise OAuthError(429, body, {"Retry-After": str(retry)})
+                raise OAuthError(429, body, {"Retry-After": str(retry), "X-Error-Code": "RATE_LIMITED"})
             stats.window.append(now)
         grant = form.get("grant_type")
         if grant is None:

@@ -164,6 +164,20 @@ class AtlasEmulator:
     def clusters(self) -> list[str]:
         return self.state.cluster_names
 
+    def add_cluster(
+        self, name: str, *, snapshots: int = 8, state: str = "IDLE", backup_enabled: bool = True
+    ) -> None:
+        """Another flex cluster in the project, e.g. one with backup off and no snapshot, or one CREATING."""
+        self.state.add_cluster(name, snapshots, state=state, backup_enabled=backup_enabled)
+
+    def set_cluster(self, name: str, *, state: str | None = None, backup_enabled: bool | None = None) -> None:
+        """Change a flex cluster's ``stateName`` (IDLE, CREATING, UPDATING, DELETING, REPAIRING) or backup setting."""
+        self.state.set_cluster(name, state=state, backup_enabled=backup_enabled)
+
+    def add_project(self, name: str) -> str:
+        """Another project listed by listGroups (it holds no cluster); returns its id."""
+        return self.state.add_project(name)
+
     def cluster_url(self, cluster: str) -> str:
         """Absolute URL of a flex cluster resource (handy in tests)."""
         return f"{self.base_url}/api/atlas/v2/groups/{self.group_id}/flexClusters/{cluster}"
@@ -229,6 +243,14 @@ class AtlasEmulator:
     def fail_next_restore_job(self, cluster: str, count: int = 1) -> None:
         """The next ``count`` DOWNLOAD jobs created for ``cluster`` end FAILED."""
         self.state.fail_next(cluster, count)
+
+    def fail_next_restore(self, cluster: str, count: int = 1) -> None:
+        """The next ``count`` RESTORE jobs created from ``cluster``'s snapshots end FAILED."""
+        self.state.fail_next(cluster, count, delivery="RESTORE")
+
+    def restored_snapshot(self, target: str) -> str | None:
+        """Which snapshot the newest COMPLETED RESTORE job wrote into cluster ``target`` (None: never restored)."""
+        return self.state.restored_snapshot(target)
 
     @property
     def restore_duration(self) -> float:

@@ -30,6 +30,8 @@ API_OPERATIONS: tuple[str, ...] = (
     "getGroupFlexClusterBackupRestoreJob",
     "listGroupFlexClusterBackupSnapshots",
     "getGroupFlexClusterBackupSnapshot",
+    "listGroupFlexClusters",
+    "listGroups",
 )
 EXTRA_OPERATIONS: tuple[str, ...] = ("oauthToken", "oauthRevoke", "snapshotFile")
 OPERATIONS: tuple[str, ...] = API_OPERATIONS + EXTRA_OPERATIONS

@@ -16,7 +16,10 @@ from .errors import ApiErrorResponse
 
 __all__ = ["ParsedRequest", "Reply", "Route", "match_route", "parse_bool", "parse_int"]
 
-API_PREFIX = "/api/atlas/v2/groups/{groupId}/flexClusters/{name}"
+GROUPS_PATH = "/api/atlas/v2/groups"
+API_PREFIX = GROUPS_PATH + "/{groupId}/flexClusters/{name}"
+# Each operation has its own version in the spec (x-xgen-version); most of ours are 2024-11-13.
+FLEX_VERSION = "2024-11-13"
 HEX24 = re.compile(r"^([a-f0-9]{24})$")
 CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*$")
 PARAM_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -66,15 +69,28 @@ class Route:
     regex: re.Pattern[str]
     params: tuple[str, ...]
     paginated: bool = False
+    version: str = FLEX_VERSION
+
+    @property
+    def media_type(self) -> str:
+        return f"application/vnd.atlas.{self.version}+json"
 
 
-def _route(operation: str, method: str, suffix: str, paginated: bool = False) -> Route:
-    template = API_PREFIX + suffix
+def _route(
+    operation: str,
+    method: str,
+    suffix: str,
+    paginated: bool = False,
+    *,
+    prefix: str = API_PREFIX,
+    version: str = FLEX_VERSION,
+) -> Route:
+    template = prefix + suffix
     params = tuple(re.findall(r"{(\w+)}", template))
     pattern = (
         "^" + re.sub(r"{(\w+)}", r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(r"\}", "}")) + "$"
     )
-    return Route(operation, method, template, re.compile(pattern), params, paginated)
+    return Route(operation, method, template, re.compile(pattern), params, paginated, version)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -85,6 +101,9 @@ ROUTES: tuple[Route, ...] = (
     _route("getGroupFlexClusterBackupRestoreJob", "GET", "/backup/restoreJobs/{restoreJobId}"),
     _route("listGroupFlexClusterBackupSnapshots", "GET", "/backup/snapshots", paginated=True),
     _route("getGroupFlexClusterBackupSnapshot", "GET", "/backup/snapshots/{snapshotId}"),
+    # Discovery: the project's flex clusters, and the projects the credentials can see.
+    _route("listGroupFlexClusters", "GET", "/{groupId}/flexClusters", paginated=True, prefix=GROUPS_PATH),
+    _route("listGroups", "GET", "", paginated=True, prefix=GROUPS_PATH, version="2023-01-01"),
 )
 
 

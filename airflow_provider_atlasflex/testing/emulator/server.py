@@ -78,6 +78,8 @@ class Backend:
                     "reason": _phrase(status),
                 }
             reply = _json_reply(status, body)
+            if "errorCode" in body:  # real Atlas errors carry their code in a header too
+                reply.headers.append(("X-Error-Code", body["errorCode"]))
             if f.retry_after is not None:
                 reply.headers.append(("Retry-After", str(round(f.retry_after))))
             return reply, fired

@@ -7,6 +7,7 @@ background thread and tests may inject a fake clock to jump through it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ SNAPSHOT_RETENTION = 8 * DAY
 _QUEUED_AT = 0.15
 _RUNNING_AT = 0.35
 SNAPSHOT_STATUSES = ("PENDING", "QUEUED", "RUNNING", "FAILED", "COMPLETED")
+CLUSTER_STATES = ("IDLE", "CREATING", "UPDATING", "DELETING", "REPAIRING")
 
 
 @dataclass
@@ -161,22 +163,63 @@ class ProjectState:
         self._job_counter = 0
         self._extra_snapshots = 0
         self._retired: dict[str, Snapshot] = {}
+        self._fail_next_restore: dict[str, int] = {}
+        # Other projects the credentials can see (empty: no clusters), by id -> name.
+        self._other_projects: dict[str, str] = {}
+        self._project_created = clock() - 90 * DAY
 
-        now = clock()
-        # Daily snapshots at 03:00 UTC; the newest one finished at least an hour ago.
-        newest = (now - 3600 - 3 * 3600) // DAY * DAY + 3 * 3600
         for name in clusters:
-            if name in self._non_flex:
-                raise ValueError(f"cluster {name!r} is both flex and non-flex")
-            created = newest - snapshots_per_cluster * DAY - 7 * 3600
-            self._clusters[name] = {"id": derive_hex(seed, "cluster", name), "created": created}
+            self.add_cluster(name, snapshots_per_cluster)
+
+    def add_cluster(
+        self, name: str, snapshots: int, *, state: str = "IDLE", backup_enabled: bool = True
+    ) -> None:
+        """A flex cluster with ``snapshots`` daily COMPLETED snapshots (03:00 UTC, newest an hour old at least)."""
+        if name in self._non_flex:
+            raise ValueError(f"cluster {name!r} is both flex and non-flex")
+        if state not in CLUSTER_STATES:
+            raise ValueError(f"state must be one of {CLUSTER_STATES}")
+        newest = (self.clock() - 3600 - 3 * 3600) // DAY * DAY + 3 * 3600
+        with self._lock:
+            if name in self._clusters:
+                raise ValueError(f"cluster {name!r} already exists")
+            created = newest - snapshots * DAY - 7 * 3600
+            self._clusters[name] = {
+                "id": derive_hex(self.seed, "cluster", name),
+                "created": created,
+                "state": state,
+                "backup": backup_enabled,
+            }
             snaps = []
-            for i in range(snapshots_per_cluster):
+            for i in range(snapshots):
                 scheduled = newest - i * DAY
-                sid = derive_hex(seed, "snapshot", name, i)
-                snaps.append(self._make_snapshot(sid, name, "COMPLETED", scheduled, snapshot_size))
+                sid = derive_hex(self.seed, "snapshot", name, i)
+                snaps.append(self._make_snapshot(sid, name, "COMPLETED", scheduled, self.snapshot_size))
             self._snapshots[name] = snaps
             self._jobs[name] = []
+
+    def set_cluster(self, name: str, *, state: str | None = None, backup_enabled: bool | None = None) -> None:
+        """Change a flex cluster's stateName and/or backupSettings.enabled."""
+        if name not in self._clusters:
+            raise KeyError(name)
+        if state is not None and state not in CLUSTER_STATES:
+            raise ValueError(f"state must be one of {CLUSTER_STATES}")
+        with self._lock:
+            if state is not None:
+                self._clusters[name]["state"] = state
+            if backup_enabled is not None:
+                self._clusters[name]["backup"] = backup_enabled
+
+    def add_project(self, name: str) -> str:
+        """Another project the credentials can see, holding no cluster; returns its id."""
+        if not re.fullmatch(r"[\w\-.(),:&@+']{1,64}", name):
+            raise ValueError(f"project name {name!r} does not match the spec's Group.name pattern")
+        with self._lock:
+            group_id = derive_hex(self.seed, "group", name)
+            if group_id == self.group_id or group_id in self._other_projects:
+                raise ValueError(f"project {name!r} already exists")
+            self._other_projects[group_id] = name
+            return group_id
 
     def _make_snapshot(self, sid: str, cluster: str, status: str, scheduled: float, size: int) -> Snapshot:
         started = scheduled + 2 if status != "PENDING" and status != "QUEUED" else None
@@ -196,10 +239,18 @@ class ProjectState:
     def cluster_names(self) -> list[str]:
         return list(self._clusters)
 
+    def require_group(self, group_id: str) -> None:
+        """Raise the 404 Atlas gives for a project that does not exist (or the caller cannot see)."""
+        if group_id != self.group_id and group_id not in self._other_projects:
+            raise ApiErrorResponse(404, "GROUP_NOT_FOUND", f"No group with ID {group_id} exists.", [group_id])
+
     def require_cluster(self, group_id: str, name: str) -> None:
         """Raise the 404/400 Atlas gives for a wrong project or a missing/non-flex cluster."""
+        self.require_group(group_id)
         if group_id != self.group_id:
-            raise ApiErrorResponse(404, "GROUP_NOT_FOUND", f"No group with ID {group_id} exists.", [group_id])
+            raise ApiErrorResponse(
+                404, "CLUSTER_NOT_FOUND", f"No cluster named {name} exists in group {group_id}.", [name, group_id]
+            )
         if name in self._non_flex:
             raise ApiErrorResponse(
                 400,
@@ -216,7 +267,7 @@ class ProjectState:
         c = self._clusters[name]
         host_tag = derive_hex(self.seed, "host", length=5)
         return {
-            "backupSettings": {"enabled": True},
+            "backupSettings": {"enabled": c["backup"]},
             "clusterType": "REPLICASET",
             "connectionStrings": {
                 "standard": f"mongodb://ac-{host_tag}-shard-00-00.{host_tag}.mongodb.net:27017/?ssl=true",
@@ -236,11 +287,49 @@ class ProjectState:
                 "providerName": "FLEX",
                 "regionName": "US_EAST_1",
             },
-            "stateName": "IDLE",
+            "stateName": c["state"],
             "tags": [],
             "terminationProtectionEnabled": False,
             "versionReleaseSystem": "LTS",
         }
+
+    def flex_clusters_json(self, group_id: str) -> list[dict[str, Any]]:
+        """listGroupFlexClusters: the flex clusters of a project (dedicated clusters are not listed)."""
+        with self._lock:
+            names = list(self._clusters) if group_id == self.group_id else []
+        return [self.cluster_json(name) for name in names]
+
+    def groups_json(self) -> list[dict[str, Any]]:
+        """listGroups: every project the credentials can see, the seeded one first."""
+        org_id = derive_hex(self.seed, "org")
+        with self._lock:
+            projects = [(self.group_id, "flex-backups", len(self._clusters) + len(self._non_flex))]
+            projects += [(gid, name, 0) for gid, name in self._other_projects.items()]
+        return [
+            {
+                "clusterCount": count,
+                "created": iso(self._project_created),
+                "id": gid,
+                "links": [{"href": f"{self.base_url}/api/atlas/v2/groups/{gid}", "rel": "self"}],
+                "name": name,
+                "orgId": org_id,
+                "tags": [],
+                "withDefaultAlertsSettings": True,
+            }
+            for gid, name, count in projects
+        ]
+
+    def restored_snapshot(self, target: str) -> str | None:
+        """The snapshot id the newest COMPLETED RESTORE job wrote into ``target``, if any."""
+        now = self.clock()
+        with self._lock:
+            done = [
+                j
+                for jobs in self._jobs.values()
+                for j in jobs
+                if j.delivery_type == "RESTORE" and j.target_name == target and j.status(now) == "COMPLETED"
+            ]
+        return max(done, key=lambda j: j.finished_at).snapshot.id if done else None
 
     def snapshots(self, cluster: str) -> list[Snapshot]:
         with self._lock:
@@ -293,12 +382,14 @@ class ProjectState:
 
     # ------------------------------------------------------------- actions
     def _require_completed(self, snap: Snapshot) -> None:
+        # What real Atlas answers here is not recorded anywhere we can cite. The spec declares 400 (and
+        # 409) for both operations, and VALIDATION_ERROR (400) is the only code seen on these endpoints
+        # that fits "this snapshotId cannot be used": we use it rather than invent a 409 code.
         if snap.status != "COMPLETED":
-            raise ApiErrorResponse(
-                409,
-                "SNAPSHOT_NOT_COMPLETED",
+            raise ApiErrorResponse.validation(
+                "snapshotId",
+                "must identify a COMPLETED snapshot",
                 f"Snapshot {snap.id} is {snap.status}; only a COMPLETED snapshot can be restored or downloaded.",
-                [snap.id],
             )
 
     def _new_job(self, cluster: str, snap: Snapshot, delivery: str, **extra: Any) -> RestoreJob:
@@ -306,8 +397,9 @@ class ProjectState:
             self._job_counter += 1
             job_id = derive_hex(self.seed, "restoreJob", self._job_counter)
             fail = False
-            if delivery == "DOWNLOAD" and self._fail_next.get(cluster, 0) > 0:
-                self._fail_next[cluster] -= 1
+            pending = self._fail_next if delivery == "DOWNLOAD" else self._fail_next_restore
+            if pending.get(cluster, 0) > 0:
+                pending[cluster] -= 1
                 fail = True
             job = RestoreJob(
                 id=job_id,
@@ -336,6 +428,8 @@ class ProjectState:
         project = target_project or self.group_id
         if project != self.group_id:
             raise ApiErrorResponse(404, "GROUP_NOT_FOUND", f"No group with ID {project} exists.", [project])
+        # The spec allows a dedicated target too ("another flex cluster or dedicated cluster tier"), so
+        # only a missing one is refused here; the provider's restore operator insists on a flex target.
         if target_name not in self._clusters and target_name not in self._non_flex:
             raise ApiErrorResponse(
                 404,
@@ -347,11 +441,12 @@ class ProjectState:
         return self._new_job(cluster, snap, "RESTORE", target_name=target_name, target_project=project)
 
     # ----------------------------------------------------------- test knobs
-    def fail_next(self, cluster: str, count: int = 1) -> None:
+    def fail_next(self, cluster: str, count: int = 1, delivery: str = "DOWNLOAD") -> None:
         if cluster not in self._clusters:
             raise KeyError(cluster)
+        pending = self._fail_next if delivery == "DOWNLOAD" else self._fail_next_restore
         with self._lock:
-            self._fail_next[cluster] = self._fail_next.get(cluster, 0) + count
+            pending[cluster] = pending.get(cluster, 0) + count
 
     def add_snapshot(self, cluster: str, status: str, size: int | None) -> Snapshot:
         if status not in SNAPSHOT_STATUSES:

@@ -1,0 +1,188 @@
+"""Operator that finds the flex clusters to export tonight, and says why the others are skipped."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
+from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
+from airflow_provider_atlasflex.validation import require_bool, require_connection_id, require_object_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["ALL_PROJECTS", "AtlasFlexClusterDiscoveryOperator", "not_exportable_reason"]
+
+ALL_PROJECTS = "*"
+# A pattern may hold what a cluster name holds plus the glob characters * ? [ ] !
+_PATTERN = re.compile(r"^[a-zA-Z0-9*?\[\]!-]{1,64}$")
+_GLOB_CHARS = set("*?[]")
+# States in which Atlas cannot serve a backup: being provisioned, or going away.
+UNEXPORTABLE_STATES = {
+    "CREATING": "the cluster is still being created (state CREATING)",
+    "DELETING": "the cluster is being deleted (state DELETING)",
+}
+
+
+def not_exportable_reason(cluster: Mapping[str, Any]) -> str | None:
+    """Why a listed flex cluster cannot be exported tonight, from its description alone (None: it can)."""
+    backup = cluster.get("backupSettings")
+    if isinstance(backup, Mapping) and backup.get("enabled") is False:
+        return "backup is disabled for this cluster (backupSettings.enabled is false)"
+    return UNEXPORTABLE_STATES.get(str(cluster.get("stateName")))
+
+
+class AtlasFlexClusterDiscoveryOperator(BaseOperator):
+    """List the flex clusters of one, several or every project and pick the ones that can be exported.
+
+    A cluster is exportable when its name matches ``include`` and not ``exclude`` (glob patterns,
+    e.g. ``"prod-*"``), backup is enabled, it is not CREATING or DELETING, and it has a COMPLETED
+    snapshot. Every other cluster gets one log line saying why it is skipped. An ``include`` entry
+    without glob characters that names no cluster is reported as ``missing`` (a typo must not
+    pass silently).
+
+    Returns ``{"exportable": [{"cluster_name", "group_id"}...], "skipped": [{"cluster_name",
+    "group_id", "reason"}...], "missing": [...], "excluded": [...]}`` and pushes ``exportable`` and
+    ``skipped`` as XCom keys, so a mapped export can ``expand_kwargs`` over ``exportable``.
+
+    :param group_ids: project ids (templated); ``"*"``: every project the credentials can see;
+        omitted: the connection's ``group_id`` extra.
+    :param include: glob patterns of cluster names to export (templated; default every cluster).
+    :param exclude: glob patterns of cluster names never to export (templated).
+    :param require_completed_snapshot: check each cluster has a COMPLETED snapshot (one request per
+        cluster; default True).
+    :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
+    """
+
+    template_fields: Sequence[str] = ("group_ids", "include", "exclude", "atlas_conn_id")
+    ui_color = "#c3e6cb"
+
+    def __init__(
+        self,
+        *,
+        group_ids: str | Sequence[str] | None = None,
+        include: Sequence[str] = ("*",),
+        exclude: Sequence[str] = (),
+        require_completed_snapshot: bool = True,
+        atlas_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.group_ids = group_ids
+        self.include = include
+        self.exclude = exclude
+        self.require_completed_snapshot = require_completed_snapshot
+        self.atlas_conn_id = atlas_conn_id
+
+    def execute(self, context: Context) -> dict[str, list[Any]]:
+        # Everything is checked before the first request.
+        groups = _checked_group_ids(self.group_ids)
+        include = _checked_patterns(self.include, "include", allow_empty=False)
+        exclude = _checked_patterns(self.exclude, "exclude", allow_empty=True)
+        require_bool(self.require_completed_snapshot, "require_completed_snapshot")
+        hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
+        exportable: list[dict[str, str]] = []
+        skipped: list[dict[str, str]] = []
+        excluded: list[dict[str, str]] = []
+        matched: set[str] = set()
+        try:
+            if groups == ALL_PROJECTS:
+                projects = [str(g["id"]) for g in hook.list_groups() if isinstance(g, Mapping) and g.get("id")]
+                self.log.info("The credentials see %d project(s): %s", len(projects), ", ".join(projects))
+            elif groups is None:
+                projects = [hook.resolve_group_id(hook.config, None)]
+            else:
+                projects = list(groups)
+            for group_id in projects:
+                clusters = hook.list_flex_clusters(group_id)
+                self.log.info("Project %s has %d flex cluster(s)", group_id, len(clusters))
+                for cluster in clusters:
+                    name = str(cluster.get("name"))
+                    where = {"cluster_name": name, "group_id": group_id}
+                    if not any(fnmatch.fnmatchcase(name, p) for p in include):
+                        excluded.append({**where, "reason": "not matched by include"})
+                        self.log.info(
+                            "Not exporting %s (project %s): not matched by include %s", name, group_id, include
+                        )
+                        continue
+                    matched.update(p for p in include if fnmatch.fnmatchcase(name, p))
+                    hit = next((p for p in exclude if fnmatch.fnmatchcase(name, p)), None)
+                    if hit is not None:
+                        excluded.append({**where, "reason": f"matched by exclude {hit!r}"})
+                        self.log.info("Not exporting %s (project %s): matched by exclude %r", name, group_id, hit)
+                        continue
+                    reason = self._reason_to_skip(hook, cluster, group_id)
+                    if reason is not None:
+                        skipped.append({**where, "reason": reason})
+                        self.log.warning("Skipping %s (project %s): %s", name, group_id, reason)
+                        continue
+                    exportable.append(where)
+        finally:
+            hook.close()
+        missing = [
+            {"cluster_name": p, "reason": f"no flex cluster named {p!r} in project(s) {', '.join(projects)}"}
+            for p in include
+            if not _GLOB_CHARS & set(p) and p not in matched
+        ]
+        for entry in missing:
+            self.log.error("Cannot export %s: %s", entry["cluster_name"], entry["reason"])
+        self.log.info(
+            "%d cluster(s) to export, %d skipped, %d excluded, %d missing",
+            len(exportable),
+            len(skipped),
+            len(excluded),
+            len(missing),
+        )
+        context["ti"].xcom_push(key="exportable", value=exportable)
+        context["ti"].xcom_push(key="skipped", value=skipped)
+        return {"exportable": exportable, "skipped": skipped, "missing": missing, "excluded": excluded}
+
+
+    def _reason_to_skip(self, hook: AtlasFlexHook, cluster: Mapping[str, Any], group_id: str) -> str | None:
+        reason = not_exportable_reason(cluster)
+        if reason is not None or not self.require_completed_snapshot:
+            return reason
+        if newest_completed_snapshot(hook.list_snapshots(str(cluster.get("name")), group_id)) is None:
+            return "no COMPLETED backup snapshot yet (Atlas takes the first one ~24 h after creation)"
+        return None
+
+
+def _checked_group_ids(value: Any) -> str | list[str] | None:
+    if value is None or value == ALL_PROJECTS:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        # One id is accepted as a list of one; anything else (a comma list, a rendered "None") is refused.
+        return [require_object_id(value, "group_ids")]
+    if not isinstance(value, (list, tuple)) or not value:
+        raise AtlasFlexConfigError(
+            f"group_ids must be None (the connection's project), '*' (every project the credentials can see) or a "
+            f"non-empty list of 24-hex project ids, got {type(value).__name__} {value!r}."
+        )
+    return list(dict.fromkeys(require_object_id(v, "each of group_ids") for v in value))
+
+
+def _checked_patterns(value: Any, what: str, *, allow_empty: bool) -> list[str]:
+    if isinstance(value, str):
+        raise AtlasFlexConfigError(
+            f"{what} must be a list of glob patterns such as ['prod-*'], got the string {value!r}: wrap it in a list."
+        )
+    if not isinstance(value, (list, tuple)) or (not value and not allow_empty):
+        need = "a list" if allow_empty else "a non-empty list"
+        raise AtlasFlexConfigError(
+            f"{what} must be {need} of cluster-name glob patterns (e.g. ['*'] for every cluster), got "
+            f"{type(value).__name__} {value!r}."
+        )
+    for pattern in value:
+        if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
+            raise AtlasFlexConfigError(
+                f"{what} pattern {pattern!r} is not valid: use cluster-name characters (letters, digits, hyphens) "
+                "and the glob characters * ? [ ] !, at most 64 characters."
+            )
+    return list(dict.fromkeys(value))

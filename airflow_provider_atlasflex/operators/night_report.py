@@ -1,0 +1,203 @@
+"""The night's report: one table saying, per cluster, what the nightly export did.
+
+Built by :func:`build_night_report` from the discovery result and each mapped export's XCom (pure
+functions, tested as units), and published by :class:`AtlasFlexNightReportOperator`, which runs
+whatever happened upstream (``trigger_rule="all_done"``), logs the table, pushes it to XCom and
+fails the run when any cluster failed, so one alert carries the whole night.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = [
+    "EXPORTED",
+    "FAILED",
+    "SKIPPED",
+    "AtlasFlexNightReportOperator",
+    "build_night_report",
+    "render_table",
+]
+
+EXPORTED, SKIPPED, FAILED = "exported", "skipped", "failed"
+SHA_PREFIX = 12
+_COLUMNS = (
+    ("cluster", "cluster_name"),
+    ("project", "group_id"),
+    ("outcome", "outcome"),
+    ("bytes", "bytes"),
+    ("sha256", "sha256_prefix"),
+    ("seconds", "seconds"),
+    ("reason", "reason"),
+)
+
+
+def build_night_report(
+    discovery: Mapping[str, Any] | None,
+    exports: Sequence[Mapping[str, Any] | None],
+    *,
+    export_task_id: str = "export_cluster.copy_to_storage",
+    task_states: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per cluster: exported (with bytes, sha256 prefix, seconds), skipped or failed (with a reason).
+
+    ``exports[i]`` is the XCom of the export mapped over ``discovery["exportable"][i]`` (None when
+    that export did not finish). ``task_states`` (Airflow's ``get_task_states`` of the run, keys
+    ``"<task_id>_<map_index>"``), when known, names the task that failed in the reason.
+    """
+    if not isinstance(discovery, Mapping):
+        return [_row({}, FAILED, reason="cluster discovery did not finish: see the discovery task's log")]
+    rows: list[dict[str, Any]] = []
+    for index, target in enumerate(discovery.get("exportable") or []):
+        result = exports[index] if index < len(exports) else None
+        if isinstance(result, Mapping) and result.get("sha256"):
+            rows.append(
+                _row(
+                    target,
+                    EXPORTED,
+                    bytes=result.get("bytes"),
+                    sha256_prefix=str(result["sha256"])[:SHA_PREFIX],
+                    seconds=result.get("seconds"),
+                    path=result.get("path"),
+                    snapshot_id=result.get("snapshot_id"),
+                )
+            )
+        else:
+            rows.append(_row(target, FAILED, reason=_why_not_finished(export_task_id, index, task_states or {})))
+    for entry in discovery.get("skipped") or []:
+        rows.append(_row(entry, SKIPPED, reason=entry.get("reason")))
+    for entry in discovery.get("missing") or []:
+        rows.append(_row(entry, FAILED, reason=entry.get("reason")))
+    return rows
+
+
+def _why_not_finished(export_task_id: str, index: int, task_states: Mapping[str, Any]) -> str:
+    """Which tasks of the mapped export did not succeed (from the run's task states), else where to look."""
+    group = export_task_id.rsplit(".", 1)[0] + "." if "." in export_task_id else ""
+    suffix = f"_{index}"
+    unhappy = [
+        f"{key[: -len(suffix)]} {state}"
+        for key, state in task_states.items()
+        if key.startswith(group) and key.endswith(suffix) and state not in ("success", None)
+    ]
+    if unhappy:
+        return f"export did not finish: {', '.join(sorted(unhappy))} (map index {index}; see that task's log)"
+    return f"export did not finish: see the log of {export_task_id} [{index}]"
+
+
+def _row(where: Mapping[str, Any], outcome: str, **fields: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "cluster_name": where.get("cluster_name"),
+        "group_id": where.get("group_id"),
+        "outcome": outcome,
+        "bytes": None,
+        "sha256_prefix": None,
+        "seconds": None,
+        "reason": None,
+    }
+    row.update(fields)
+    return row
+
+
+def render_table(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A plain-text table (fixed-width columns) and a one-line summary under it."""
+    rows = list(rows)
+    cells = [[title for title, _ in _COLUMNS]]
+    for row in rows:
+        cells.append([_cell(key, row.get(key)) for _, key in _COLUMNS])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(line)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(summary(rows))
+    return "\n".join(lines)
+
+
+def summary(rows: Iterable[Mapping[str, Any]]) -> str:
+    rows = list(rows)
+    count = {o: sum(1 for r in rows if r.get("outcome") == o) for o in (EXPORTED, SKIPPED, FAILED)}
+    total = sum(int(r.get("bytes") or 0) for r in rows if r.get("outcome") == EXPORTED)
+    return f"{count[EXPORTED]} exported ({total:,} bytes), {count[SKIPPED]} skipped, {count[FAILED]} failed"
+
+
+def _cell(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "bytes":
+        return f"{int(value):,}"
+    if key == "seconds":
+        return f"{float(value):.1f}"
+    return str(value)
+
+
+class AtlasFlexNightReportOperator(BaseOperator):
+    """Log and return the night's table; fail when any cluster failed.
+
+    Runs with ``trigger_rule="all_done"`` (the default here) so it reports failed exports too. The
+    table is pushed as XCom key ``report`` before the task fails, and returned when it does not.
+
+    :param discovery_task_id: task id of :class:`AtlasFlexClusterDiscoveryOperator`.
+    :param export_task_id: task id of the mapped export (its XCom per map index is one export's result).
+    """
+
+    template_fields: Sequence[str] = ("discovery_task_id", "export_task_id")
+    ui_color = "#ffe8a1"
+
+    def __init__(
+        self,
+        *,
+        discovery_task_id: str = "discover_clusters",
+        export_task_id: str = "export_cluster.copy_to_storage",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("trigger_rule", "all_done")
+        super().__init__(**kwargs)
+        self.discovery_task_id = discovery_task_id
+        self.export_task_id = export_task_id
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        for name in ("discovery_task_id", "export_task_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip() or value != value.strip():
+                raise AtlasFlexConfigError(
+                    f"{name} must name a task of this DAG (e.g. 'discover_clusters' or "
+                    f"'export_cluster.copy_to_storage'), got {value!r}."
+                )
+        ti = context["ti"]
+        discovery = ti.xcom_pull(task_ids=self.discovery_task_id, map_indexes=-1)
+        exportable = discovery.get("exportable") or [] if isinstance(discovery, Mapping) else []
+        # One pull per map index: the i-th mapped export ran for exportable[i] (same on every Airflow 3 minor).
+        exports = [ti.xcom_pull(task_ids=self.export_task_id, map_indexes=i) for i in range(len(exportable))]
+        states = self._task_states(ti) if len(exports) > sum(1 for e in exports if e) else {}
+        rows = build_night_report(discovery, exports, export_task_id=self.export_task_id, task_states=states)
+        self.log.info("The night's exports:\n%s", render_table(rows))
+        ti.xcom_push(key="report", value=rows)
+        failed = [r for r in rows if r["outcome"] == FAILED]
+        if failed:
+            names = ", ".join(str(r["cluster_name"] or "discovery") for r in failed)
+            raise AtlasFlexError(
+                f"{len(failed)} cluster(s) failed tonight: {names}. {summary(rows)}; see the table above."
+            )
+        return rows
+
+    def _task_states(self, ti: Any) -> dict[str, Any]:
+        """The run's task states, to say which task of a failed export failed; {} where Airflow cannot tell."""
+        getter = getattr(ti, "get_task_states", None)
+        if getter is None or "." not in self.export_task_id:
+            return {}
+        try:
+            found = getter(
+                dag_id=ti.dag_id, run_ids=[ti.run_id], task_group_id=self.export_task_id.rsplit(".", 1)[0]
+            )
+        except Exception as exc:  # noqa: BLE001 - a nicer reason is not worth failing the report over
+            self.log.info("Could not read the run's task states (%s); the report points at the logs instead", exc)
+            return {}
+        states = found.get(ti.run_id) if isinstance(found, Mapping) else None
+        return dict(states) if isinstance(states, Mapping) else {}

@@ -1,0 +1,201 @@
+"""The sidecars committed beside every export: ``<file>.sha256`` and ``<file>.json``, and what they prove.
+
+Why sidecars: a ``.tgz`` alone proves nothing months later. ``<file>.sha256`` is what
+``sha256sum -c`` reads (``<hex>  <basename>``); ``<file>.json`` records which snapshot of which
+cluster it is, with Atlas' metadata, the restore job, the size and the sha256. Both are written
+atomically (temporary object + rename, the export's file mode, fsync) *after* the export is
+committed, never before, so an export without them is unproven, never wrongly proven.
+
+The verify and retention operators reuse :func:`sidecar_paths`, :func:`read_manifest` and
+:func:`prove_export`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_atlasflex.exceptions import SnapshotTransferError
+from airflow_provider_atlasflex.transfers.commit import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, export_commit
+from airflow_provider_atlasflex.version import __version__
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+MANIFEST_FORMAT = "atlasflex-export/1"
+SHA256_SUFFIX = ".sha256"
+MANIFEST_SUFFIX = ".json"
+# Bounds what a sidecar read may cost: ours are a few hundred bytes.
+MAX_SIDECAR_BYTES = 1 << 20
+_HASH_CHUNK = 1 << 20
+_SHA256SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)\n?$")
+
+
+class ManifestError(SnapshotTransferError):
+    """A sidecar exists but cannot be read or is not ours."""
+
+
+@dataclass(frozen=True)
+class SidecarPaths:
+    sha256: ObjectStoragePath
+    manifest: ObjectStoragePath
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Whether ``dst`` provably holds an export: ``reason`` says what is missing when it does not."""
+
+    proven: bool
+    reason: str
+    manifest: dict[str, Any] | None = None
+
+
+def sidecar_paths(dst: ObjectStoragePath) -> SidecarPaths:
+    """``<file>.sha256`` and ``<file>.json`` beside ``dst``."""
+    return SidecarPaths(dst.parent / f"{dst.name}{SHA256_SUFFIX}", dst.parent / f"{dst.name}{MANIFEST_SUFFIX}")
+
+
+def sha256sum_line(sha256: str, file_name: str) -> str:
+    """The line ``sha256sum -c`` checks: two spaces (text mode), the basename, a newline."""
+    return f"{sha256}  {file_name}\n"
+
+
+def build_manifest(
+    *,
+    file_name: str,
+    cluster_name: str,
+    group_id: str,
+    snapshot_id: str,
+    snapshot: Mapping[str, Any],
+    restore_job_id: str,
+    size: int,
+    sha256: str,
+    exported_at: str | None = None,
+) -> dict[str, Any]:
+    """The ``<file>.json`` content; ``snapshot`` is Atlas' snapshot resource (its ``links`` are left out)."""
+    return {
+        "format": MANIFEST_FORMAT,
+        "file": file_name,
+        "cluster_name": cluster_name,
+        "group_id": group_id,
+        "snapshot_id": snapshot_id,
+        "snapshot": {k: v for k, v in snapshot.items() if k != "links"},
+        "restore_job_id": restore_job_id,
+        "bytes": size,
+        "sha256": sha256,
+        "exported_at": exported_at or datetime.now(timezone.utc).isoformat(),
+        "provider_version": __version__,
+    }
+
+
+def write_sidecars(
+    dst: ObjectStoragePath,
+    manifest: Mapping[str, Any],
+    *,
+    file_mode: int = DEFAULT_FILE_MODE,
+    dir_mode: int = DEFAULT_DIR_MODE,
+) -> SidecarPaths:
+    """Commit ``<file>.sha256`` then ``<file>.json`` beside the already committed ``dst``, each atomically."""
+    paths = sidecar_paths(dst)
+    if manifest.get("file") != dst.name:
+        raise ValueError(f"the manifest describes {manifest.get('file')!r}, not {dst.name!r}")
+    _write_atomically(paths.sha256, sha256sum_line(manifest["sha256"], dst.name).encode(), file_mode, dir_mode)
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    _write_atomically(paths.manifest, text.encode(), file_mode, dir_mode)
+    return paths
+
+
+def read_manifest(dst: ObjectStoragePath) -> dict[str, Any] | None:
+    """``dst``'s ``<file>.json``, or None if there is none; :class:`ManifestError` if it is not a valid one."""
+    path = sidecar_paths(dst).manifest
+    raw = _read_small(path)
+    if raw is None:
+        return None
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise ManifestError(f"{path} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ManifestError(f"{path} is not an atlasflex export manifest (format {MANIFEST_FORMAT!r})")
+    required = {"file": str, "snapshot_id": str, "bytes": int, "sha256": str, "cluster_name": str, "group_id": str}
+    for key, kind in required.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise ManifestError(f"{path}: {key!r} is missing or not a {kind.__name__}")
+    if not re.fullmatch(r"[0-9a-f]{64}", manifest["sha256"]):
+        raise ManifestError(f"{path}: 'sha256' is not 64 lowercase hex digits")
+    return manifest
+
+
+def read_sha256_sidecar(dst: ObjectStoragePath) -> str | None:
+    """The hex digest in ``<file>.sha256`` (checking it names ``dst``), or None if there is none."""
+    path = sidecar_paths(dst).sha256
+    raw = _read_small(path)
+    if raw is None:
+        return None
+    match = _SHA256SUM_LINE.fullmatch(raw.decode("utf-8", "replace"))
+    if not match or match.group(2) != dst.name:
+        raise ManifestError(f"{path} is not a sha256sum line for {dst.name}")
+    return match.group(1)
+
+
+def file_sha256(path: ObjectStoragePath) -> tuple[int, str]:
+    """Size and sha256 of ``path``, read in 1 MiB pieces (flat memory)."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as handle:
+        while piece := handle.read(_HASH_CHUNK):
+            digest.update(piece)
+            size += len(piece)
+    return size, digest.hexdigest()
+
+
+def prove_export(dst: ObjectStoragePath, *, snapshot_id: str, cluster_name: str, group_id: str) -> Proof:
+    """Whether ``dst`` holds exactly the export of ``snapshot_id`` that an earlier commit recorded.
+
+    Checked, in order: ``<file>.json`` is ours and names this file, snapshot, cluster and project;
+    ``<file>.sha256`` agrees with it; the file's size is the recorded ``bytes``; and the file,
+    re-read now, hashes to the recorded sha256 (so a file changed after its commit is not proven).
+    """
+    try:
+        manifest = read_manifest(dst)
+        if manifest is None:
+            return Proof(False, f"it has no {MANIFEST_SUFFIX} sidecar proving which snapshot it holds")
+        expected = {"file": dst.name, "snapshot_id": snapshot_id, "cluster_name": cluster_name, "group_id": group_id}
+        for key, value in expected.items():
+            if manifest[key] != value:
+                return Proof(False, f"its sidecar records {key} {manifest[key]!r}, not {value!r}", manifest)
+        if read_sha256_sidecar(dst) != manifest["sha256"]:
+            return Proof(False, f"its {SHA256_SUFFIX} sidecar is missing or disagrees with its manifest", manifest)
+        recorded = manifest["bytes"]
+        if dst.fs.size(dst.path) != recorded:
+            return Proof(False, f"its size is not the {recorded} bytes its sidecar records", manifest)
+        size, sha256 = file_sha256(dst)
+        if (size, sha256) != (recorded, manifest["sha256"]):
+            return Proof(False, "its content no longer matches the sha256 its sidecar records", manifest)
+    except ManifestError as exc:
+        return Proof(False, str(exc))
+    return Proof(True, "its sidecars record this snapshot and the file re-hashes to their sha256", manifest)
+
+
+def _write_atomically(path: ObjectStoragePath, data: bytes, file_mode: int, dir_mode: int) -> None:
+    with export_commit(path, overwrite=True, file_mode=file_mode, dir_mode=dir_mode) as commit:
+        with commit.output() as handle:
+            handle.write(data)
+        commit.commit(len(data))
+
+
+def _read_small(path: ObjectStoragePath) -> bytes | None:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ManifestError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise ManifestError(f"{path} is larger than {MAX_SIDECAR_BYTES} bytes: not one of our sidecars")
+    return raw
