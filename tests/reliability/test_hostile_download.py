@@ -316,6 +316,26 @@ def test_refused_link_is_replaced_by_a_new_job(requests_mock, monkeypatch, tmp_p
 
 @reliability(
     "hostile",
+    "The storage host refuses the link; the POST for a new job answers 500 after creating it, and the job "
+    "list then shows both the refused (still 'valid') job and the new one",
+    "Reconciled the lost POST with the job list but skipped the job it had already used, so it took the new "
+    "job's link (no second POST)",
+    "Nothing: identical bytes; the result reports link_refreshes=1",
+)
+def test_reconciling_a_lost_post_never_picks_the_refused_job(requests_mock, monkeypatch, tmp_path):
+    connect(monkeypatch)
+    requests_mock.get(JOB_URL, json=job())
+    requests_mock.get(JOBS_URL, json={"results": [job(), job(id=JOB2, snapshotUrl=LINK2)], "totalCount": 2})
+    requests_mock.get(LINK, status_code=403)
+    post = requests_mock.post(POST_URL, [{"status_code": 500, "json": {"error": 500, "errorCode": "UNEXPECTED_ERROR"}},
+                                         {"json": job(id=JOB3, snapshotUrl=LINK3)}])
+    fresh = requests_mock.get(LINK2, content=TGZ)
+    result = copy(tmp_path)
+    assert (post.call_count, fresh.call_count, result["link_refreshes"]) == (1, 1, 1)
+
+
+@reliability(
+    "hostile",
     "The storage host refuses the link and the first replacement too, then accepts new links",
     "Failed clearly after its one refresh; clearing the copy task (the remedy the message gives) "
     "requested another new job and exported",
