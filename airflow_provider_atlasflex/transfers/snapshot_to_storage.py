@@ -422,10 +422,10 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 reconcile=lambda: self._unused_live_job(hook, cluster, snapshot_id, group_id),
             )
         if not isinstance(job, dict) or not isinstance(job.get("id"), str) or job["id"] in self._used_job_ids:
+            got = f"restore job {job.get('id')}, which this task already used" if isinstance(job, dict) else "no job"
             raise SnapshotLinkExpiredError(
                 f"asked Atlas for a new DOWNLOAD restore job for snapshot {snapshot_id} of {cluster!r} ({reason}) "
-                f"but got {'restore job ' + str(job.get('id')) + ', which this task already used' if isinstance(job, dict) else 'no job'}. "
-                "Clear the copy task to try again."
+                f"but got {got}. Clear the copy task to try again."
             )
         deadline = time.monotonic() + float(self.link_refresh_timeout)
         while True:
