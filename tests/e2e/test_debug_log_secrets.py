@@ -7,10 +7,8 @@ once (so the copy resumes and sends a second request line), scanned like the INF
 
 from __future__ import annotations
 
-from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-from tests.e2e.airflow_runs import CLUSTERS, RESTORE_SECONDS, RUN_DATE, assert_exported_identically, task_log_files
-from tests.e2e.conftest import DAG_ID
+from tests.e2e.airflow_runs import CLUSTERS, RESTORE_SECONDS, assert_exported_identically, run_nightly, task_log_files
 from tests.e2e.test_task_log_secrets import assert_no_secret_anywhere
 from tests.reliability.registry import reliability
 
@@ -28,18 +26,9 @@ def test_debug_run_writes_no_link_query_to_task_logs(sandbox, tmp_path):
     exports = tmp_path / "exports"
     with AtlasEmulator(clusters=CLUSTERS, snapshot_size=2_000_000, restore_duration=RESTORE_SECONDS) as emu:
         emu.faults.add(operation="snapshotFile", cut_after_bytes=700_000)
-        result = sandbox.dags_test(
-            DAG_ID,
-            logical_date=RUN_DATE,
-            conf={"clusters": list(CLUSTERS), "destination_root": exports.as_uri()},
-            connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
-            env={
-                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
-                "ATLAS_FLEX_POLL_SECONDS": "1",
-                "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
-            },
-            use_executor=True,
-            timeout=240,
+        result = run_nightly(
+            sandbox, emu, exports, auth="digest", deferrable=False, timeout=240,
+            env={"AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG"},
         )
         assert result.succeeded, result.tail()
         assert_exported_identically(emu, exports)
