@@ -42,7 +42,7 @@ e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/transfer_memory.py
+	$(BIN)/python -m benchmarks.run
 
 # ---- Airflow version matrix -------------------------------------------------------------------
 # One venv per minor in .matrix/venv-MINOR, rebuilt only when its constraints or pyproject.toml change.

@@ -1,37 +1,54 @@
 """Stream a pre-signed snapshot link into a file: flat memory, sha256, resume on cuts, verified end.
 
 The link is a credential, so it is never logged and never sent with Atlas credentials; errors
-name only its host and path.
+name only its host and path. Only https links to public hosts are fetched (see ``link_policy``),
+through the connection's proxies and CA bundle, redirects only within the link's host.
+
+The copy loop reads from the socket straight into a few reused buffers (``readinto``), and
+writes+hashes and inflates+checks each buffer on two threads (``copy_pipeline``). A cut
+connection resumes with ``Range`` from the last byte received (everything received is written
+first); a host that stalls (less than ``StallRule.min_bytes`` in ``StallRule.window`` seconds) is
+treated as a cut; a link about to expire is replaced before it does.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import io
 import logging
+import math
 import random
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-import requests
-
-from airflow_provider_atlasflex.exceptions import SnapshotLinkExpiredError, SnapshotTransferError
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotLinkExpiredError, SnapshotTransferError
+from airflow_provider_atlasflex.transfers.copy_pipeline import CopyPipeline
 from airflow_provider_atlasflex.transfers.gzip_check import GzipStreamCheck
+from airflow_provider_atlasflex.transfers.link_policy import check_peer, check_snapshot_link, redirect_target
+from airflow_provider_atlasflex.transfers.link_secrecy import hide_link_query
 from airflow_provider_atlasflex.validation import redact_url
 
+if TYPE_CHECKING:
+    import requests
+
 MIB = 1024 * 1024
-# Network reads are at most this big, so a cut connection loses at most this much.
-READ_SIZE = 256 * 1024
+DEFAULT_CHUNK_SIZE = MIB
+# Buffers in flight: one being filled, one per stage, one spare. Memory is SLOTS * chunk_size.
+SLOTS = 4
+DEFAULT_STALL_WINDOW = 60.0
+DEFAULT_STALL_MIN_BYTES = MIB
+MAX_STALL_WINDOW = 3600.0
+# A link this close to its expiry is replaced before it is used (or before it runs out mid-copy).
+DEFAULT_EXPIRY_MARGIN = 60.0
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-# Failures worth another attempt from the last byte written (the link itself is fine).
-_TRANSIENT = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,58 +62,140 @@ class DownloadResult:
     seconds: float
 
 
+class SnapshotLink(NamedTuple):
+    """A pre-signed link and when it stops working (epoch seconds; None when unknown)."""
+
+    url: str
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StallRule:
+    """Fewer than ``min_bytes`` received in ``window`` seconds is a stall: the connection is dropped and resumed."""
+
+    window: float = DEFAULT_STALL_WINDOW
+    min_bytes: int = DEFAULT_STALL_MIN_BYTES
+
+    def __post_init__(self) -> None:
+        check_stall_rule(self.window, self.min_bytes)
+
+    def describe(self) -> str:
+        return f"fewer than {_size(self.min_bytes)} arrived in {self.window:g} s"
+
+
+def check_stall_rule(window: Any, min_bytes: Any) -> None:
+    """Refuse stall thresholds that cannot work, naming the operator arguments."""
+    if (
+        isinstance(window, bool)
+        or not isinstance(window, (int, float))
+        or not math.isfinite(window)
+        or not 1 <= window <= MAX_STALL_WINDOW
+    ):
+        raise AtlasFlexConfigError(
+            f"stall_window must be a number of seconds from 1 to {MAX_STALL_WINDOW:g}, got {window!r}."
+        )
+    if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or not 1 <= min_bytes <= 1024 * MIB:
+        raise AtlasFlexConfigError(
+            f"stall_min_bytes must be a whole number of bytes from 1 to 1 GiB, got {min_bytes!r} (the copy is "
+            "treated as stalled when fewer bytes than this arrive in stall_window seconds)."
+        )
+
+
 class _Retry(Exception):
     """This attempt failed transiently; try again from the last byte written."""
+
+    def __init__(self, reason: str, *, refresh: str | None = None) -> None:
+        super().__init__(reason)
+        self.refresh = refresh  # why the link must be replaced first, if it must
 
 
 @dataclass
 class ProgressLog:
-    """Logs bytes, percent and MiB/s every ``interval`` seconds."""
+    """Logs the start (size, destination), progress every ``interval`` seconds or ``step`` of the size, and the end."""
 
-    log: logging.Logger | logging.LoggerAdapter
+    log: Any  # a logging.Logger, LoggerAdapter or Airflow's structlog logger
     label: str
     interval: float = 30.0
+    destination: str | None = None
+    step: float = 0.1  # fraction of a known size between two progress lines
     _started: float = 0.0
     _last: float = 0.0
+    _next_bytes: float = math.inf
+    _announced: bool = False
 
     def start(self) -> None:
         self._started = self._last = time.monotonic()
 
-    def update(self, done: int, total: int | None, force: bool = False) -> None:
+    def announce(self, total: int | None) -> None:
+        if self._announced:
+            return
+        self._announced = True
+        size = _size(total) if total is not None else "size unknown (no Content-Length)"
+        where = f" to {self.destination}" if self.destination else ""
+        self.log.info("Copying %s%s: %s", self.label, where, size)
+        if total:
+            self._next_bytes = total * self.step
+
+    def update(self, done: int, total: int | None) -> None:
         now = time.monotonic()
-        if not force and now - self._last < self.interval:
+        if now - self._last < self.interval and done < self._next_bytes:
             return
         self._last = now
+        if total:
+            while self._next_bytes <= done:
+                self._next_bytes += total * self.step
         rate = done / MIB / max(now - self._started, 1e-6)
         percent = f" ({100 * done / total:.1f}%)" if total else ""
         size = f" of {total / MIB:.1f} MiB" if total else ""
         self.log.info("%s: %.1f MiB%s%s at %.1f MiB/s", self.label, done / MIB, size, percent, rate)
 
+    def finish(self, done: int, seconds: float, attempts: int) -> None:
+        rate = done / MIB / max(seconds, 1e-6)
+        self.log.info(
+            "Copied %s: %s in %.1f s (%.1f MiB/s, %d attempt%s)",
+            self.label, _size(done), seconds, rate, attempts, "" if attempts == 1 else "s",
+        )
+
 
 class ResumableDownload:
     """Copy one snapshot link into a writable binary file.
 
-    :param url: the pre-signed link.
+    :param url: the pre-signed link, or a :class:`SnapshotLink` with its expiry.
     :param open_output: opens the temporary output from the start (called again on a restart).
-    :param refresh_link: called at most once when the link is refused (403) or expired; returns a
-        fresh link to the same snapshot.
+    :param refresh_link: called (with the reason) at most once, when the link is refused (401/403/410)
+        or about to expire; returns a NEW link (never the refused one) to the same snapshot.
+    :param chunk_size: bytes per buffer; :data:`SLOTS` buffers are kept.
+    :param proxies: ``requests`` proxies (the connection's ``proxies`` extra).
+    :param verify: TLS verification: True, False or a CA bundle path (the connection's ``verify`` extra).
+    :param allow_insecure_http: fetch http links and local hosts (the connection's ``allow_insecure_http``).
+    :param stall: the minimum-throughput rule; a stall counts as a failed attempt and is resumed.
+    :param expiry_margin: seconds before the link's expiry at which it is replaced (or the copy stops).
+    :param inflater: "auto", "isal" or "zlib" for the gzip check (default: ``ATLASFLEX_INFLATER`` or auto).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | SnapshotLink,
         open_output: Callable[[], BinaryIO],
         *,
-        refresh_link: Callable[[], str] | None = None,
-        chunk_size: int = 8 * MIB,
+        refresh_link: Callable[[str], str | SnapshotLink] | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_attempts: int = 5,
         timeout: float = 60.0,
         backoff_max: float = 30.0,
         verify_gzip: bool = True,
         progress: ProgressLog | None = None,
         session: requests.Session | None = None,
+        proxies: dict[str, str] | None = None,
+        verify: bool | str = True,
+        allow_insecure_http: bool = False,
+        stall: StallRule | None = None,
+        expiry_margin: float = DEFAULT_EXPIRY_MARGIN,
+        inflater: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        self._url = url
+        link = url if isinstance(url, SnapshotLink) else SnapshotLink(url)
+        self._url, self._expires_at = link.url, link.expires_at
         self._open_output = open_output
         self._refresh_link = refresh_link
         self._chunk_size = chunk_size
@@ -105,42 +204,62 @@ class ResumableDownload:
         self._backoff_max = backoff_max
         self._verify_gzip = verify_gzip
         self._progress = progress
+        self._allow_insecure = allow_insecure_http
         self._session = session or _credential_free_session()
+        if proxies:
+            self._session.proxies.update(proxies)
+        # Passed with each request: a session's verify loses to REQUESTS_CA_BUNDLE in the environment.
+        self._verify = verify
+        self._stall = stall or StallRule()
+        self._expiry_margin = expiry_margin
+        self._inflater = inflater
+        self._clock = clock
         self._out: BinaryIO | None = None
-        self._written = 0
+        self._write: Callable[[memoryview], object] = _no_output
+        self._written = 0  # bytes handed to the pipeline; equal to bytes written once it is drained
         self._hasher = hashlib.sha256()
-        self._gzip = GzipStreamCheck()
+        self._gzip: GzipStreamCheck | None = None
+        self._pipeline: CopyPipeline | None = None
         self._total: int | None = None
         self._resumes = self._restarts = self._refreshes = 0
 
     def run(self) -> DownloadResult:
+        check_snapshot_link(self._url, allow_insecure_http=self._allow_insecure)
         started = time.monotonic()
         if self._progress:
             self._progress.start()
-        self._reset_output()
+        stages = [self._write_and_hash] + ([self._check_format] if self._verify_gzip else [])
+        self._pipeline = CopyPipeline(stages, slots=SLOTS, slot_size=self._chunk_size)
         attempt = 0
         try:
+            self._reset_output()
             while True:
                 attempt += 1
                 try:
+                    self._replace_link_if_expiring()
                     self._attempt()
                     break
                 except _Retry as exc:
+                    if exc.refresh:
+                        self._use_fresh_link(exc.refresh)
                     if attempt >= self._max_attempts:
                         raise SnapshotTransferError(
                             f"download of {redact_url(self._url)} failed after {attempt} attempts: {exc}"
                         ) from None
-                    delay = random.uniform(0.5, 1.0) * min(self._backoff_max, 2 ** (attempt - 1))
-                    logging.getLogger(__name__).warning(
+                    delay = 0.0 if exc.refresh else random.uniform(0.5, 1.0) * min(self._backoff_max, 2 ** (attempt - 1))
+                    _log.warning(
                         "Snapshot download interrupted at %d bytes (%s); resuming in %.1f s", self._written, exc, delay
                     )
                     time.sleep(delay)
-            if self._verify_gzip:
+            self._pipeline.drain()
+            if self._gzip is not None:
                 self._gzip.finish()
         finally:
+            self._pipeline.close()
             self._close_output()
+        seconds = time.monotonic() - started
         if self._progress:
-            self._progress.update(self._written, self._total, force=True)
+            self._progress.finish(self._written, seconds, attempt)
         return DownloadResult(
             bytes=self._written,
             sha256=self._hasher.hexdigest(),
@@ -148,76 +267,145 @@ class ResumableDownload:
             resumes=self._resumes,
             restarts=self._restarts,
             link_refreshes=self._refreshes,
-            seconds=time.monotonic() - started,
+            seconds=seconds,
         )
 
     # ---- one attempt ----------------------------------------------------------------------
 
     def _attempt(self) -> None:
-        headers = {"Range": f"bytes={self._written}-"} if self._written else {}
-        try:
-            response = self._session.get(self._url, headers=headers, stream=True, timeout=self._timeout)
-        except _TRANSIENT as exc:
-            raise _Retry(type(exc).__name__) from None
+        headers = {"Accept-Encoding": "identity"}  # the file's own bytes, as curl stores them
+        if self._written:
+            headers["Range"] = f"bytes={self._written}-"
+        response = self._get(headers)
         with response:
-            if response.status_code in (401, 403, 410):
-                self._use_fresh_link(response.status_code)
-                raise _Retry(f"HTTP {response.status_code}, link refreshed")
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _Retry(f"HTTP {response.status_code}")
-            if response.status_code == 416 and self._total is not None and self._written >= self._total:
+            status = response.status_code
+            if status in (401, 403, 410):
+                raise _Retry(f"HTTP {status}, link refreshed", refresh=f"was refused (HTTP {status})")
+            if status == 429 or status >= 500:
+                raise _Retry(f"HTTP {status}")
+            if status == 416 and self._total is not None and self._written >= self._total:
                 return  # already complete
-            if response.status_code == 206 and self._written:
+            if status == 206 and self._written:
                 self._check_resume(response)
                 self._resumes += 1
-            elif response.status_code == 200:
+            elif status == 200:
                 if self._written:
                     self._restarts += 1  # the server ignored Range: start over
                     self._reset_output()
                 self._total = _content_length(response)
+                if self._progress:
+                    self._progress.announce(self._total)
             else:
                 raise SnapshotTransferError(
-                    f"the snapshot link {redact_url(self._url)} answered HTTP {response.status_code}; "
+                    f"the snapshot link {redact_url(self._url)} answered HTTP {status}; "
                     "expected 200 or 206. Nothing was saved."
                 )
             self._stream_body(response)
 
+    def _get(self, headers: dict[str, str]) -> requests.Response:
+        """GET the link, following redirects only within its own host (each target checked too)."""
+        import requests
+
+        url = self._url
+        read_timeout = min(self._timeout, self._stall.window)
+        for _ in range(MAX_REDIRECTS + 1):
+            hide_link_query(url)
+            try:
+                response = self._session.get(
+                    url,
+                    headers=headers,
+                    stream=True,
+                    timeout=(self._timeout, read_timeout),
+                    allow_redirects=False,
+                    verify=self._verify,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise _Retry(type(exc).__name__) from None
+            if not self._through_proxy(url):
+                try:
+                    check_peer(_peer_address(response), url, allow_insecure_http=self._allow_insecure)
+                except SnapshotTransferError:
+                    response.close()
+                    raise
+            if response.status_code not in _REDIRECTS:
+                return response
+            location = response.headers.get("Location")
+            response.close()
+            url = redirect_target(url, location, allow_insecure_http=self._allow_insecure)
+        raise SnapshotTransferError(
+            f"the snapshot link {redact_url(self._url)} redirected more than {MAX_REDIRECTS} times; nothing was saved"
+        )
+
     def _stream_body(self, response: requests.Response) -> None:
-        """Write the body in ``chunk_size`` pieces, reading it in smaller ones.
+        """Receive into the pipeline's buffers until the body ends; everything received is written.
 
-        A cut connection loses the piece being read: reading at most :data:`READ_SIZE` at a time
-        bounds that loss, and what was already received is written before resuming after it.
+        On a cut, a stall or an expiring link, the bytes already received are handed on and
+        written before the attempt ends, so the resume asks for the byte after the last one received.
         """
-        pending = bytearray()
+        assert self._pipeline is not None
+        pipeline = self._pipeline
+        read = _body_reader(response)
+        length = _content_length(response)
+        end = self._written + length if length is not None else self._total
+        position = self._written
+        monotonic, wall = time.monotonic, self._clock
+        stall = self._stall
+        window_end, window_start = monotonic() + stall.window, position
+        deadline = self._expires_at - self._expiry_margin if self._expires_at is not None else math.inf
+        transient = _transient_read_errors()
+        eof = False
         try:
-            for piece in response.iter_content(chunk_size=min(self._chunk_size, READ_SIZE)):
-                pending += piece
-                if len(pending) >= self._chunk_size:
-                    self._write(pending)
-                    pending.clear()
-        except _TRANSIENT as exc:
-            self._write(pending)
-            of = f" of {self._total}" if self._total is not None else ""
-            raise _Retry(f"connection lost at {self._written}{of} bytes ({type(exc).__name__})") from None
-        self._write(pending)
+            while not eof:
+                index, slot = pipeline.acquire()
+                filled, size = 0, len(slot)
+                try:
+                    while filled < size:
+                        want = size - filled if end is None else min(size - filled, end - position - filled)
+                        if want <= 0:
+                            eof = True
+                            break
+                        try:
+                            got = read(slot[filled : filled + want])
+                        except transient as exc:
+                            of = f" of {self._total}" if self._total is not None else ""
+                            raise _Retry(
+                                f"connection lost at {position + filled}{of} bytes ({type(exc).__name__})"
+                            ) from None
+                        if not got:
+                            eof = True
+                            break
+                        filled += got
+                        now = monotonic()
+                        if now >= window_end:
+                            if position + filled - window_start < stall.min_bytes:
+                                raise _Retry(f"stalled: {stall.describe()}")
+                            window_end, window_start = now + stall.window, position + filled
+                        if wall() >= deadline:
+                            raise _Retry("the link is about to expire", refresh=f"expires at {self._expiry_text()}")
+                finally:
+                    pipeline.submit(index, filled)
+                    position += filled
+                    self._written = position
+                if self._progress:
+                    self._progress.update(position, self._total)
+        except _Retry:
+            pipeline.drain()  # a stage error (bad gzip, full disk) outranks the retry
+            raise
+        pipeline.drain()
         if self._total is not None and self._written < self._total:
-            raise _Retry(f"connection closed at {self._written} of {self._total} bytes")
-        if self._total is not None and self._written > self._total:
-            raise SnapshotTransferError(
-                f"received {self._written} bytes but Content-Length announced {self._total}; nothing was saved"
-            )
+            raise _Retry(f"connection lost at {self._written} of {self._total} bytes (closed early)")
 
-    def _write(self, data: bytes | bytearray) -> None:
-        if not data:
-            return
-        assert self._out is not None
-        self._out.write(data)
+    # ---- the two stages (threads) ---------------------------------------------------------
+
+    def _write_and_hash(self, data: memoryview) -> None:
+        self._write(data)
         self._hasher.update(data)
-        if self._verify_gzip:
-            self._gzip.feed(data)
-        self._written += len(data)
-        if self._progress:
-            self._progress.update(self._written, self._total)
+
+    def _check_format(self, data: memoryview) -> None:
+        assert self._gzip is not None
+        self._gzip.feed(data)
+
+    # ---- links ----------------------------------------------------------------------------
 
     def _check_resume(self, response: requests.Response) -> None:
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -233,28 +421,90 @@ class ResumableDownload:
             )
         self._total = total if total is not None else self._total
 
-    def _use_fresh_link(self, status: int) -> None:
+    def _replace_link_if_expiring(self) -> None:
+        if self._expires_at is not None and self._clock() >= self._expires_at - self._expiry_margin:
+            self._use_fresh_link(f"expires at {self._expiry_text()}")
+
+    def _use_fresh_link(self, why: str) -> None:
+        """Replace the link (once per copy); ``why`` says what is wrong with the current one."""
+        shown = redact_url(self._url)
         if self._refresh_link is None or self._refreshes >= 1:
+            already = " (it was already a newly requested link)" if self._refreshes else ""
+            if why.startswith("was refused"):
+                raise SnapshotLinkExpiredError(
+                    f"the snapshot link {shown} {why} by the storage host{already}. Clear the copy task to retry: "
+                    "after a refusal it requests a new restore job and link. If new links are refused too, the "
+                    "storage host is refusing this worker (check its clock, proxy and network egress)."
+                )
             raise SnapshotLinkExpiredError(
-                f"the snapshot link {redact_url(self._url)} was refused (HTTP {status}): it expired or was "
-                "tampered with. Clear the download task to request a fresh link (links live 4 hours)."
+                f"the snapshot link {shown} {why}{already} and the copy reached {self._written} of "
+                f"{self._total if self._total is not None else '?'} bytes; stopped before it ran out. Clear the "
+                "copy task to start again with a fresh link."
             )
         self._refreshes += 1
-        self._url = self._refresh_link()
+        fresh = self._refresh_link(why)
+        link = fresh if isinstance(fresh, SnapshotLink) else SnapshotLink(fresh)
+        if link.url == self._url:
+            raise SnapshotLinkExpiredError(
+                f"asked for a new snapshot link because the link {shown} {why}, but got the same link back"
+            )
+        check_snapshot_link(link.url, allow_insecure_http=self._allow_insecure)
+        self._url, self._expires_at = link.url, link.expires_at
+
+    def _expiry_text(self) -> str:
+        if self._expires_at is None:
+            return "?"
+        return datetime.fromtimestamp(self._expires_at, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _through_proxy(self, url: str) -> bool:
+        from requests.utils import select_proxy
+
+        settings = self._session.merge_environment_settings(url, {}, True, None, None)
+        return select_proxy(url, settings.get("proxies") or {}) is not None
 
     # ---- the temporary output -------------------------------------------------------------
 
     def _reset_output(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.drain()
         self._close_output()
         self._out = self._open_output()
+        self._write = _writer_for(self._out)
         self._written = 0
         self._hasher = hashlib.sha256()
-        self._gzip = GzipStreamCheck()
+        self._gzip = GzipStreamCheck(inflater_name=self._inflater) if self._verify_gzip else None
 
     def _close_output(self) -> None:
         if self._out is not None:
             out, self._out = self._out, None
+            self._write = _no_output
             out.close()
+
+
+def _no_output(data: memoryview) -> None:
+    raise SnapshotTransferError("the download has no open output")
+
+
+def _writer_for(out: BinaryIO) -> Callable[[memoryview], object]:
+    """A write that is done with the buffer when it returns: others get a copy, as they may keep it."""
+    if _copies_on_write(out):
+        return lambda data: _write_all(out, data)
+    return lambda data: out.write(bytes(data))
+
+
+def _copies_on_write(out: Any) -> bool:
+    if type(out) in (io.BufferedWriter, io.FileIO, io.BytesIO, io.BufferedRandom):
+        return True
+    # fsspec's local files wrap a built-in file object.
+    inner = getattr(out, "f", None)
+    return type(out).__name__ == "LocalFileOpener" and inner is not None and _copies_on_write(inner)
+
+
+def _write_all(out: Any, data: memoryview) -> None:
+    written = out.write(data)
+    while written is not None and written < len(data):  # raw files may write part of it
+        data = data[written:]
+        written = out.write(data)
 
 
 def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -263,6 +513,8 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
 
 def _credential_free_session() -> requests.Session:
     """A session that sends nothing but the link: no Atlas auth and no ~/.netrc credentials."""
+    import requests
+
     session = requests.Session()
     session.auth = _no_auth  # an explicit auth stops requests from looking up ~/.netrc
     return session
@@ -271,6 +523,59 @@ def _credential_free_session() -> requests.Session:
 def _content_length(response: requests.Response) -> int | None:
     raw = response.headers.get("Content-Length")
     try:
-        return int(raw) if raw is not None else None
+        value = int(raw) if raw is not None else None
     except ValueError:
         return None
+    return value if value is not None and value >= 0 else None
+
+
+def _transient_read_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import urllib3
+
+    return (
+        OSError,  # resets, timeouts, TLS errors (file errors happen on the stage threads, not here)
+        http.client.HTTPException,
+        urllib3.exceptions.HTTPError,
+        requests.RequestException,
+    )
+
+
+def _body_reader(response: requests.Response) -> Callable[[memoryview], int]:
+    """``readinto`` for the body's raw bytes: straight from the socket when the framing allows it.
+
+    A length-delimited or close-delimited body is read with the socket file's ``readinto1`` (one
+    receive per call, no copy); the caller stops at Content-Length. Chunked bodies go through
+    http.client, which removes the framing.
+    """
+    raw = response.raw
+    fp = getattr(raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse):
+        sock_file = fp.fp
+        if sock_file is not None and not fp.chunked and hasattr(sock_file, "readinto1"):
+            return sock_file.readinto1  # type: ignore[no-any-return]
+        return lambda view: _copy_into(view, fp.read1(len(view)))
+    if fp is not None and hasattr(fp, "readinto1"):  # an in-memory body (mocks)
+        return fp.readinto1  # type: ignore[no-any-return]
+    return lambda view: _copy_into(view, raw.read(len(view), decode_content=False))
+
+
+def _copy_into(view: memoryview, data: bytes) -> int:
+    view[: len(data)] = data
+    return len(data)
+
+
+def _peer_address(response: requests.Response) -> str | None:
+    """The IP address the response came from, when the socket is reachable (None otherwise)."""
+    fp = getattr(response.raw, "_fp", None)
+    sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
+    if sock is None:
+        sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else None
+    except (OSError, AttributeError, IndexError, TypeError):
+        return None
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"

@@ -19,7 +19,7 @@ from airflow_provider_atlasflex.exceptions import (
 )
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import ready_snapshot_url
+from airflow_provider_atlasflex.restore_jobs import is_reusable_download, parse_atlas_time, ready_snapshot_url, utcnow
 from airflow_provider_atlasflex.transfers.commit import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
@@ -44,10 +44,16 @@ from airflow_provider_atlasflex.transfers.manifest import (
     write_sidecars,
 )
 from airflow_provider_atlasflex.transfers.resumable_download import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_STALL_MIN_BYTES,
+    DEFAULT_STALL_WINDOW,
     MIB,
     DownloadResult,
     ProgressLog,
     ResumableDownload,
+    SnapshotLink,
+    StallRule,
+    check_stall_rule,
 )
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
@@ -85,8 +91,11 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         prove it already holds this snapshot).
     :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
-    :param chunk_size: bytes read and written at a time (default 8 MiB).
-    :param max_download_attempts: attempts for one copy, resuming after each cut (default 5).
+    :param chunk_size: bytes read and written at a time (default 1 MiB; the copy keeps 4 such buffers).
+    :param max_download_attempts: attempts for one copy, resuming after each cut or stall (default 5).
+    :param stall_window: seconds over which the storage host must send at least ``stall_min_bytes``
+        (default 60); less is a stall: the connection is dropped and the copy resumed.
+    :param stall_min_bytes: bytes that must arrive in every ``stall_window`` (default 1 MiB).
     :param progress_interval: seconds between progress log lines (default 30).
     :param link_refresh_timeout: seconds to wait for a fresh link when the first one expired (default 1800).
     :param file_mode: permission bits of the export and its sidecars on local disks (default 0o600).
@@ -114,8 +123,10 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         overwrite: bool = False,
         group_id: str | None = None,
         atlas_conn_id: str = DEFAULT_CONN_ID,
-        chunk_size: int = 8 * MIB,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_download_attempts: int = 5,
+        stall_window: float = DEFAULT_STALL_WINDOW,
+        stall_min_bytes: int = DEFAULT_STALL_MIN_BYTES,
         progress_interval: float = 30.0,
         link_refresh_timeout: float = 1800.0,
         link_refresh_poll_interval: float = 10.0,
@@ -134,6 +145,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.atlas_conn_id = atlas_conn_id
         self.chunk_size = chunk_size
         self.max_download_attempts = max_download_attempts
+        self.stall_window = stall_window
+        self.stall_min_bytes = stall_min_bytes
         self.progress_interval = progress_interval
         self.link_refresh_timeout = link_refresh_timeout
         self.link_refresh_poll_interval = link_refresh_poll_interval
@@ -152,6 +165,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         attempts = self.max_download_attempts
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
             raise AtlasFlexConfigError(f"max_download_attempts must be a whole number from 1 to 100, got {attempts!r}.")
+        check_stall_rule(self.stall_window, self.stall_min_bytes)
         require_positive_number(self.progress_interval, "progress_interval")
         require_positive_number(self.link_refresh_timeout, "link_refresh_timeout", allow_zero=True)
         require_positive_number(self.link_refresh_poll_interval, "link_refresh_poll_interval")
@@ -164,6 +178,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         try:
             group_id = hook.resolve_group_id(hook.config, self.group_id)
             job = hook.get_restore_job(cluster, job_id, group_id)
+            self._remember_link(job)
             snapshot_id = require_object_id(job.get("snapshotId"), "snapshotId of the restore job")
             dst = resolve_destination(
                 self.dst,
@@ -325,17 +340,23 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         try:
             commit.open()
             download = ResumableDownload(
-                url,
+                SnapshotLink(url, self._link_expiries.get(url)),
                 commit.output,
                 refresh_link=(
-                    (lambda: self._fresh_link(hook, cluster, snapshot_id, group_id, reason="the link was refused"))
+                    (lambda why: self._replacement_link(hook, cluster, snapshot_id, group_id, why))
                     if may_refresh
                     else None
                 ),
                 chunk_size=self.chunk_size,
                 max_attempts=self.max_download_attempts,
                 timeout=hook.config.timeout,
-                progress=ProgressLog(self.log, f"{cluster}/{snapshot_id}", self.progress_interval),
+                proxies=hook.config.proxies,
+                verify=hook.config.verify,
+                allow_insecure_http=hook.config.allow_insecure_http,
+                stall=StallRule(self.stall_window, self.stall_min_bytes),
+                progress=ProgressLog(
+                    self.log, f"snapshot {snapshot_id} of {cluster!r}", self.progress_interval, destination=str(dst)
+                ),
             )
             result = download.run()
             try:
@@ -368,16 +389,59 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             commit.abort()
             raise
 
-    def _fresh_link(self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str, *, reason: str) -> str:
-        """Request a new DOWNLOAD job for the same snapshot and wait (bounded) for its link."""
+    @property
+    def _link_expiries(self) -> dict[str, float]:
+        """When each link this task saw expires (epoch seconds), from its restore job's expirationDate."""
+        return self.__dict__.setdefault("_atlasflex_link_expiries", {})
+
+    @property
+    def _used_job_ids(self) -> set[str]:
+        """Restore jobs whose links this task already used: never handed out again as a "fresh" link."""
+        return self.__dict__.setdefault("_atlasflex_used_job_ids", {self.restore_job_id})
+
+    def _remember_link(self, job: dict[str, Any]) -> None:
+        if isinstance(job.get("id"), str):
+            self._used_job_ids.add(job["id"])
+        expires = parse_atlas_time(job.get("expirationDate"))
+        if isinstance(job.get("snapshotUrl"), str) and expires is not None:
+            self._link_expiries[job["snapshotUrl"]] = expires.timestamp()
+
+    def _replacement_link(
+        self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str, why: str
+    ) -> SnapshotLink:
+        """A link from a NEW restore job, for a link the storage host refused or that is about to expire."""
+        url = self._fresh_link(hook, cluster, snapshot_id, group_id, reason=f"the link {why}", reuse=False)
+        return SnapshotLink(url, self._link_expiries.get(url))
+
+    def _fresh_link(
+        self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str, *, reason: str, reuse: bool = True
+    ) -> str:
+        """Wait (bounded) for the link of another DOWNLOAD job for the same snapshot.
+
+        With ``reuse`` a live job this task has not used yet may serve; otherwise (after a refusal,
+        or before expiry) a new job is requested. Jobs this task already used are never returned,
+        also when a lost POST answer is reconciled with the job list.
+        """
         self.log.warning("Requesting a fresh link for snapshot %s of %s: %s", snapshot_id, cluster, reason)
-        job = hook.find_reusable_download_job(cluster, snapshot_id, group_id) or hook.request_snapshot_download(
-            cluster, snapshot_id, group_id
-        )
+        job = self._unused_live_job(hook, cluster, snapshot_id, group_id) if reuse else None
+        if job is None:
+            from airflow_provider_atlasflex.hooks import operations as ops
+
+            job = hook.run(
+                ops.download_snapshot(group_id, cluster, snapshot_id),
+                reconcile=lambda: self._unused_live_job(hook, cluster, snapshot_id, group_id),
+            )
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or job["id"] in self._used_job_ids:
+            got = f"restore job {job.get('id')}, which this task already used" if isinstance(job, dict) else "no job"
+            raise SnapshotLinkExpiredError(
+                f"asked Atlas for a new DOWNLOAD restore job for snapshot {snapshot_id} of {cluster!r} ({reason}) "
+                f"but got {got}. Clear the copy task to try again."
+            )
         deadline = time.monotonic() + float(self.link_refresh_timeout)
         while True:
             url = ready_snapshot_url(job, cluster)
             if url:
+                self._remember_link(job)
                 mask_secret(url)
                 return url
             if time.monotonic() >= deadline:
@@ -387,6 +451,13 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 )
             time.sleep(float(self.link_refresh_poll_interval))
             job = hook.get_restore_job(cluster, job["id"], group_id)
+
+    def _unused_live_job(self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str) -> dict[str, Any] | None:
+        now = utcnow()
+        for job in hook.list_restore_jobs(cluster, group_id):
+            if job.get("id") not in self._used_job_ids and is_reusable_download(job, snapshot_id, now):
+                return job
+        return None
 
 
 def _run_date(context: Context) -> str:

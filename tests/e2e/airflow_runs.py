@@ -39,9 +39,10 @@ def run_nightly(
     deferrable: bool,
     clusters: tuple[str, ...] = CLUSTERS,
     timeout: float = 180,
+    env: dict[str, str] | None = None,
     **connection_extra: Any,
 ) -> DagTestResult:
-    """The nightly DAG for ``clusters`` through the LocalExecutor (and a triggerer when deferrable)."""
+    """The nightly DAG for ``clusters`` through the LocalExecutor (and a triggerer when deferrable); ``env`` adds variables."""
     return sandbox.dags_test(
         DAG_ID,
         logical_date=RUN_DATE,
@@ -52,6 +53,7 @@ def run_nightly(
             "ATLAS_FLEX_POLL_SECONDS": "1",
             # The destination is deployment configuration (a Variable), not run conf.
             "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
+            **(env or {}),
         },
         use_executor=True,
         triggerer=deferrable,

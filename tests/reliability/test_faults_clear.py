@@ -338,9 +338,9 @@ def test_size_never_matches(emu, atlas_conn, tmp_path):
 @reliability(
     "fault-clear-failure",
     "The link is refused (403) again after one fresh link was requested",
-    "Used its one link refresh, then stopped; nothing written",
-    "'... the snapshot link <host/path> was refused (HTTP 403): it expired or was tampered with. Clear the "
-    "download task to request a fresh link ...'",
+    "Used its one link refresh (a NEW restore job, never the refused one), then stopped; nothing written",
+    "'... the snapshot link <host/path> was refused (HTTP 403) by the storage host (it was already a newly "
+    "requested link). Clear the copy task to retry: after a refusal it requests a new restore job and link ...'",
 )
 def test_link_refused_twice(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "digest")
@@ -350,9 +350,9 @@ def test_link_refused_twice(emu, atlas_conn, tmp_path):
     with pytest.raises(SnapshotLinkExpiredError) as failed:
         copy(tmp_path.as_uri(), job["id"])
 
-    message = one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "Clear the download task")
+    message = one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "Clear the copy task")
     assert "Signature" not in message
-    assert statuses_of(emu, "downloadGroupFlexClusterBackup") == [200]  # the fresh link reused a live job
+    assert statuses_of(emu, "downloadGroupFlexClusterBackup") == [200, 200]  # a new job, not the refused one
     assert [x.status for x in emu.requests.by_operation("snapshotFile")] == [403, 403]
     assert files_under(tmp_path) == []
 
