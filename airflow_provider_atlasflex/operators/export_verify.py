@@ -18,6 +18,7 @@ from airflow_provider_atlasflex.transfers.export_check import (
     scan_exports,
     verify_export,
 )
+from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool
 
 if TYPE_CHECKING:
@@ -114,9 +115,10 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
         results = []
         for path in paths:
             result = verify_export(path, self.chunk_size)
-            if result["status"] != VERIFIED and str(path) in listed and _vanished(path):
-                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run). A manifest
-                # left without its file by a crash is already missing at listing time and is reported.
+            if result["status"] != VERIFIED and _vanished(path) and (str(path) in listed or _vanished(manifest_of(path))):
+                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run), or listed in
+                # the middle of that deletion (file gone, manifest not yet) and the manifest is gone now too.
+                # A manifest left without its file by a crash stays, and is reported.
                 self.log.info("Skipping %s: it was deleted while the scrub ran (retention?)", path)
                 continue
             results.append(result)
@@ -141,6 +143,10 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                 f"{describe_failures(results)}"
             )
         return results
+
+
+def manifest_of(path: ObjectStoragePath) -> ObjectStoragePath:
+    return sidecar_paths(path).manifest
 
 
 def _vanished(path: ObjectStoragePath) -> bool:
