@@ -101,7 +101,9 @@ def test_a_rotten_newest_export_is_not_the_protected_one(tmp_path):
     assert exports[0].exists() and exports[1].exists() and not exports[2].exists()
 
 
-def _partial(directory: ObjectStoragePath, name: str = ".x.tgz.0123456789abcdef.atlasflex-partial") -> ObjectStoragePath:
+def _partial(
+    directory: ObjectStoragePath, name: str = ".x.tgz.0123456789abcdef.atlasflex-partial"
+) -> ObjectStoragePath:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_bytes(b"half an export")
