@@ -158,3 +158,22 @@ def test_a_recommit_after_the_listing_keeps_its_fresh_sidecars(tmp_path, monkeyp
     assert state["raced"]
     assert orphan.exists() and sidecar_paths(orphan).sha256.exists() and sidecar_paths(orphan).manifest.exists()
     assert verify_export(orphan)["status"] == "verified"
+
+
+def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkeypatch):
+    from airflow_provider_atlasflex.operators import export_retention
+
+    root = ObjectStoragePath(f"file://{tmp_path}/exports")
+    when = nights(3)
+    exports = [commit_export(root, "alpha", w, night=n) for n, w in enumerate(when)]
+    real_scan = export_retention.scan_exports
+
+    def scan_then_recommit(where):
+        scan = real_scan(where)
+        commit_export(root, "alpha", when[2], night=2, data=make_tgz(seed=4321))  # lands after the listing
+        return scan
+
+    monkeypatch.setattr(export_retention, "scan_exports", scan_then_recommit)
+    report = retention(root, keep_last=1)
+    assert report["deleted"] and exports[2].exists() and verify_export(exports[2])["status"] == "verified"
+    assert not exports[1].exists()
