@@ -98,6 +98,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
             paths = [found.path for found in scan.exports] + [path for path, _ in scan.unproven]
             listed = {str(found.path) for found in scan.exports if found.size is not None}
             listed |= {str(path) for path, _ in scan.unproven}
+            file_gone = {str(found.path) for found in scan.exports if found.size is None}
             self.log.info(
                 "Scrubbing %s: %d export(s) with a manifest, %d file(s) without one, %d file(s) listed",
                 target,
@@ -111,11 +112,12 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                     "atlasflex-export/1 manifest). Check root, or set allow_empty=True if that is expected."
                 )
         else:
-            paths, listed = [target], set()
+            paths, listed, file_gone = [target], set(), set()
         results = []
         for path in paths:
             result = verify_export(path, self.chunk_size)
-            if result["status"] != VERIFIED and _vanished(path) and (str(path) in listed or _vanished(manifest_of(path))):
+            deleting = str(path) in listed or (str(path) in file_gone and _vanished(manifest_of(path)))
+            if result["status"] != VERIFIED and _vanished(path) and deleting:
                 # Listed a moment ago, gone now: deleted while the scrub ran (a retention run), or listed in
                 # the middle of that deletion (file gone, manifest not yet) and the manifest is gone now too.
                 # A manifest left without its file by a crash stays, and is reported.

@@ -177,3 +177,25 @@ def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkey
     report = retention(root, keep_last=1)
     assert report["deleted"] and exports[2].exists() and verify_export(exports[2])["status"] == "verified"
     assert not exports[1].exists()
+
+
+def test_a_scrub_listing_in_the_middle_of_a_deletion_skips_that_export(tmp_path, monkeypatch):
+    from airflow_provider_atlasflex.operators import export_verify
+    from tests.unit.export_fixtures import verify
+
+    root = ObjectStoragePath(f"file://{tmp_path}/exports")
+    kept = commit_export(root, "alpha", nights(1)[0], night=0)
+    doomed = commit_export(root, "alpha", nights(3)[2], night=2)
+    doomed.unlink()  # retention has deleted the file; its sidecars go next
+    real_verify = export_verify.verify_export
+
+    def sidecars_go_meanwhile(path, *args):
+        if str(path) == str(doomed):
+            sidecar_paths(doomed).sha256.unlink()
+            sidecar_paths(doomed).manifest.unlink()
+        return real_verify(path, *args)
+
+    monkeypatch.setattr(export_verify, "verify_export", sidecars_go_meanwhile)
+    operator, context = verify(root=str(root))
+    results = operator.execute(context)
+    assert [r["path"] for r in results] == [str(kept)]
