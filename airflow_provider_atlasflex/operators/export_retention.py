@@ -157,8 +157,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 # A manifest left by an interrupted deletion (or a file removed by hand): sidecars are
                 # committed after their export, so a manifest never legitimately precedes its file.
                 self.log.info("%s the sidecars of %s: the export itself is already gone", verb, found.path)
-                errors += self._delete(found, export_too=False)
-                report["cleaned_sidecars"].append(str(found.path))
+                if self._delete(found, errors, export_too=False):
+                    report["cleaned_sidecars"].append(str(found.path))
                 continue
             if found.size is None:  # appeared since the listing: judged by the next run
                 continue
@@ -200,8 +200,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                     found.manifest["snapshot_id"],
                     taken.isoformat(),
                 )
-                errors += self._delete(found, export_too=True)
-                report["deleted"].append(_entry(found, taken, "outside the retention policy"))
+                if self._delete(found, errors, export_too=True):
+                    report["deleted"].append(_entry(found, taken, "outside the retention policy"))
+                else:
+                    report["kept"].append(_entry(found, taken, "changed since the listing: judged by the next run"))
         self.log.info(
             "%s %d export(s), kept %d, cleaned %d orphaned sidecar set(s) under %s",
             verb,
@@ -269,14 +271,15 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             )
         return taken_at(found.manifest)
 
-    def _delete(self, found: FoundExport, *, export_too: bool) -> list[str]:
+    def _delete(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
         """File, then ``.sha256``, then the manifest; a file already gone (a racing run) is fine.
 
         Before each unlink the export is checked against the listing (:meth:`_changed_since_listing`),
-        so a re-commit at the same path since then loses nothing.
+        so a re-commit at the same path since then loses nothing. Returns False when the export was
+        left alone for that reason; a failed unlink is added to ``errors``.
         """
         if self.is_dry_run:
-            return []
+            return True
         export = found.path
         sidecars = sidecar_paths(export)
         for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):
@@ -288,16 +291,17 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                     export,
                     changed,
                 )
-                return []
+                return False
             try:
                 path.unlink()
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 self.log.error("Could not delete %s: %s; its manifest is kept so the next run retries", path, exc)
-                return [f"  {path}: {exc.strerror or exc}"]
+                errors.append(f"  {path}: {exc.strerror or exc}")
+                return True
             self.log.info("Deleted %s", path)
-        return []
+        return True
 
     def _changed_since_listing(self, found: FoundExport, *, file_gone: bool) -> str | None:
         """Why the export at ``found.path`` is not the one listed any more (None: it still is)."""
@@ -305,8 +309,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             manifest = read_ours(found.path)
         except (ManifestError, OSError) as exc:
             return f"its manifest cannot be read now: {exc}"
-        if manifest is None:
-            return "its manifest is gone"
+        if manifest is None:  # deleted by a racing retention run, unless a new commit's file is there
+            return "its manifest is gone and a file is in place" if found.path.exists() else None
         for key in ("snapshot_id", "sha256"):
             if manifest[key] != found.manifest[key]:
                 return f"its manifest now records {key} {manifest[key]}, not {found.manifest[key]}"

@@ -175,7 +175,9 @@ def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkey
 
     monkeypatch.setattr(export_retention, "scan_exports", scan_then_recommit)
     report = retention(root, keep_last=1)
-    assert report["deleted"] and exports[2].exists() and verify_export(exports[2])["status"] == "verified"
+    assert [d["path"] for d in report["deleted"]] == [str(exports[1])]
+    assert {k["path"]: k["reason"] for k in report["kept"]}[str(exports[2])].startswith("changed since the listing")
+    assert exports[2].exists() and verify_export(exports[2])["status"] == "verified"
     assert not exports[1].exists()
 
 
