@@ -9,11 +9,21 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.exceptions import (
+    AtlasBadRequestError,
+    AtlasFlexConfigError,
+    AtlasNotFoundError,
+    AtlasUnexpectedAnswerError,
+)
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
-from airflow_provider_atlasflex.validation import require_bool, require_connection_id, require_object_id
+from airflow_provider_atlasflex.validation import (
+    require_bool,
+    require_cluster_name,
+    require_connection_id,
+    require_object_id,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -48,9 +58,16 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
     without glob characters that names no cluster is reported as ``missing`` (a typo must not
     pass silently).
 
+    One cluster's trouble never fails the whole discovery: a cluster deleted between the cluster
+    listing and its snapshot listing (404) is ``skipped`` ("deleted after it was listed"); a cluster
+    Atlas answers nonsense about (an invalid name, a malformed or refused snapshot listing) is
+    ``failed`` with the reason. Both reach the night's report; the other clusters are exported.
+    Problems that concern every cluster (credentials, an unreachable API) still fail the task.
+
     Returns ``{"exportable": [{"cluster_name", "group_id"}...], "skipped": [{"cluster_name",
-    "group_id", "reason"}...], "missing": [...], "excluded": [...]}`` and pushes ``exportable`` and
-    ``skipped`` as XCom keys, so a mapped export can ``expand_kwargs`` over ``exportable``.
+    "group_id", "reason"}...], "failed": [...], "missing": [...], "excluded": [...]}`` and pushes
+    ``exportable`` and ``skipped`` as XCom keys, so a mapped export can ``expand_kwargs`` over
+    ``exportable``.
 
     :param group_ids: project ids (templated); ``"*"``: every project the credentials can see;
         omitted: the connection's ``group_id`` extra.
@@ -91,6 +108,7 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         exportable: list[dict[str, str]] = []
         skipped: list[dict[str, str]] = []
         excluded: list[dict[str, str]] = []
+        failed: list[dict[str, str]] = []
         matched: set[str] = set()
         try:
             if groups == ALL_PROJECTS:
@@ -118,7 +136,12 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
                         excluded.append({**where, "reason": f"matched by exclude {hit!r}"})
                         self.log.info("Not exporting %s (project %s): matched by exclude %r", name, group_id, hit)
                         continue
-                    reason = self._reason_to_skip(hook, cluster, group_id)
+                    try:
+                        reason = self._reason_to_skip(hook, cluster, group_id)
+                    except _ClusterFailed as problem:
+                        failed.append({**where, "reason": str(problem)})
+                        self.log.error("Cannot export %r (project %s): %s", name, group_id, problem)
+                        continue
                     if reason is not None:
                         skipped.append({**where, "reason": reason})
                         self.log.warning("Skipping %s (project %s): %s", name, group_id, reason)
@@ -134,24 +157,45 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         for entry in missing:
             self.log.error("Cannot export %s: %s", entry["cluster_name"], entry["reason"])
         self.log.info(
-            "%d cluster(s) to export, %d skipped, %d excluded, %d missing",
+            "%d cluster(s) to export, %d skipped, %d failed, %d excluded, %d missing",
             len(exportable),
             len(skipped),
+            len(failed),
             len(excluded),
             len(missing),
         )
         context["ti"].xcom_push(key="exportable", value=exportable)
         context["ti"].xcom_push(key="skipped", value=skipped)
-        return {"exportable": exportable, "skipped": skipped, "missing": missing, "excluded": excluded}
-
+        return {
+            "exportable": exportable,
+            "skipped": skipped,
+            "failed": failed,
+            "missing": missing,
+            "excluded": excluded,
+        }
 
     def _reason_to_skip(self, hook: AtlasFlexHook, cluster: Mapping[str, Any], group_id: str) -> str | None:
+        """Why this cluster is skipped tonight (None: export it); :class:`_ClusterFailed` when Atlas' answer is bad."""
+        try:
+            name = require_cluster_name(cluster.get("name"), "the listed cluster name")
+        except AtlasFlexConfigError as exc:
+            raise _ClusterFailed(f"Atlas listed an invalid cluster name: {exc}") from None
         reason = not_exportable_reason(cluster)
         if reason is not None or not self.require_completed_snapshot:
             return reason
-        if newest_completed_snapshot(hook.list_snapshots(str(cluster.get("name")), group_id)) is None:
+        try:
+            snapshots = hook.list_snapshots(name, group_id)
+        except AtlasNotFoundError as exc:
+            return f"the cluster was deleted after it was listed (404 on its snapshot listing: {exc})"
+        except (AtlasUnexpectedAnswerError, AtlasBadRequestError, AtlasFlexConfigError) as exc:
+            raise _ClusterFailed(f"Atlas gave a bad answer about its snapshots: {exc}") from None
+        if newest_completed_snapshot(snapshots) is None:
             return "no COMPLETED backup snapshot yet (Atlas takes the first one ~24 h after creation)"
         return None
+
+
+class _ClusterFailed(Exception):
+    """Atlas' answer about one cluster is unusable: that cluster fails tonight, the others go on."""
 
 
 def _checked_group_ids(value: Any) -> str | list[str] | None:

@@ -11,16 +11,26 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
+from airflow_provider_atlasflex.transfers.commit import is_local, sweep_dead_partials_local, sweep_stale_partials
 from airflow_provider_atlasflex.transfers.export_check import (
     MIB,
     VERIFIED,
     ExportReadError,
     FoundExport,
+    Scan,
+    child_path,
+    read_ours,
     require_storage_path,
     scan_exports,
     verify_export,
 )
-from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_sha256_sidecar, sidecar_paths
+from airflow_provider_atlasflex.transfers.manifest import (
+    ManifestError,
+    finish_time_trusted,
+    read_sha256_sidecar,
+    sidecar_paths,
+    taken_at,
+)
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
 
 if TYPE_CHECKING:
@@ -37,28 +47,43 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     days ago; an export either rule keeps is kept. Age and order come from the snapshot's Atlas
     ``finishTime`` in the manifest (when the data was taken: re-exporting an old snapshot does not
     make it new), falling back to ``exported_at``; an export with neither date is never deleted.
+    A ``finishTime`` later than the export's ``exported_at`` is impossible and never trusted (the
+    export time is used): one lying answer (say 2099) would otherwise make that export the
+    protected "newest" for ever and let the policy delete every real one.
 
     Safety rules, whatever the policy says:
 
     * only exports named by an ``atlasflex-export/1`` manifest beside them are candidates; any
       other file (no manifest, someone else's ``.json``, a damaged manifest) is never touched;
-    * the newest *verified* export of each cluster is always kept (verified: both sidecars agree
-      and the file's size matches, or with ``verify="full"`` a full re-read as the verify operator
-      does); a cluster with no verified export loses nothing until one verifies;
+    * the newest *verified* export of each cluster is always kept, and the export that would be
+      protected is always fully re-read as the verify operator does (sha256, gzip, tar listing),
+      whatever ``verify`` says: a damaged newest export is passed over and the walk goes back to
+      the newest one that fully verifies (one full read per cluster when all is well). A cluster
+      with no verified export loses nothing until one verifies;
     * an export is deleted file first, then ``.sha256``, then the ``.json`` manifest last. A crash
       in between leaves a manifest that points at nothing, which the next run recognises and
-      cleans up; deleting the manifest first could strand a file that no run would ever prove ours.
+      cleans up; deleting the manifest first could strand a file that no run would ever prove ours;
+    * just before each unlink the manifest is re-read (and, for sidecars, the file's absence
+      re-checked): if the export was re-committed since the listing (another snapshot id or
+      sha256, or a file back in place), nothing more of it is deleted and the next run judges it.
+
+    Temporary files of dead copy attempts (``.*.atlasflex-partial``) under ``root`` are swept too,
+    with the transfer's own rules: on local disks only those whose attempt's lock is free, elsewhere
+    only those older than a day; each is logged, and ``dry_run`` only reports them.
 
     Each deletion is logged; ``dry_run=True`` logs and returns the same plan but deletes nothing.
-    Returns ``{"dry_run", "deleted", "kept", "protected", "cleaned_sidecars", "skipped_clusters"}``.
+    Returns ``{"dry_run", "deleted", "kept", "protected", "cleaned_sidecars", "skipped_clusters",
+    "swept_partials"}``.
 
     :param root: directory or prefix holding the exports, e.g. ``s3://bucket/atlas`` (templated).
     :param dst_conn_id: connection for the storage (templated).
     :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
     :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
         At least one of ``keep_last`` and ``keep_days`` is required.
-    :param verify: how the newest export of a cluster is proven before anything of it is deleted:
-        ``"size"`` (default: sidecars and file size) or ``"full"`` (sha256, gzip and tar re-read).
+    :param verify: how candidates for the cluster's protected export are screened on the walk from
+        the newest: ``"size"`` (default: sidecars and file size first, so an export that fails them
+        costs no read) or ``"full"`` (a full re-read of each). Either way the one protected is fully
+        re-read and verified before anything of its cluster is deleted.
     :param dry_run: only log and return what would be deleted (templated).
 
     ``keep_last``, ``keep_days`` and ``dry_run`` are templated so DAG params can set them; render
@@ -123,6 +148,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             "protected": [],
             "cleaned_sidecars": [],
             "skipped_clusters": [],
+            "swept_partials": self._sweep_partials(root, scan),
         }
         errors: list[str] = []
         by_cluster: dict[tuple[str, str], list[tuple[datetime | None, FoundExport]]] = defaultdict(list)
@@ -131,13 +157,13 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 # A manifest left by an interrupted deletion (or a file removed by hand): sidecars are
                 # committed after their export, so a manifest never legitimately precedes its file.
                 self.log.info("%s the sidecars of %s: the export itself is already gone", verb, found.path)
-                errors += self._delete(found.path, export_too=False)
-                report["cleaned_sidecars"].append(str(found.path))
+                if self._delete(found, errors, export_too=False):
+                    report["cleaned_sidecars"].append(str(found.path))
                 continue
             if found.size is None:  # appeared since the listing: judged by the next run
                 continue
             manifest = found.manifest
-            by_cluster[(manifest["group_id"], manifest["cluster_name"])].append((_taken_at(manifest), found))
+            by_cluster[(manifest["group_id"], manifest["cluster_name"])].append((self._taken_at(found), found))
         for (group_id, cluster), exports in sorted(by_cluster.items()):
             undated = [found for taken, found in exports if taken is None]
             for found in undated:
@@ -174,8 +200,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                     found.manifest["snapshot_id"],
                     taken.isoformat(),
                 )
-                errors += self._delete(found.path, export_too=True)
-                report["deleted"].append(_entry(found, taken, "outside the retention policy"))
+                if self._delete(found, errors, export_too=True):
+                    report["deleted"].append(_entry(found, taken, "outside the retention policy"))
+                else:
+                    report["kept"].append(_entry(found, taken, "changed since the listing: judged by the next run"))
         self.log.info(
             "%s %d export(s), kept %d, cleaned %d orphaned sidecar set(s) under %s",
             verb,
@@ -210,9 +238,15 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return None
 
     def _unverified_because(self, found: FoundExport) -> str | None:
-        if self.verify == "full":
-            result = verify_export(found.path, self.chunk_size)
-            return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
+        """Why ``found`` cannot be the protected export; a full re-read always decides (the cheap check only screens)."""
+        if self.verify == "size":
+            problem = self._size_problem(found)
+            if problem is not None:
+                return problem
+        result = verify_export(found.path, self.chunk_size)
+        return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
+
+    def _size_problem(self, found: FoundExport) -> str | None:
         if not found.has_checksum:
             return "no .sha256 sidecar"
         if found.size != found.manifest["bytes"]:
@@ -225,41 +259,91 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             return "no .sha256 sidecar"
         return None if recorded == found.manifest["sha256"] else "the .sha256 sidecar and the manifest disagree"
 
-    def _delete(self, export: ObjectStoragePath, *, export_too: bool) -> list[str]:
-        """File, then ``.sha256``, then the manifest; a file already gone (a racing run) is fine."""
+    def _taken_at(self, found: FoundExport) -> datetime | None:
+        snapshot = found.manifest.get("snapshot")
+        finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
+        if not finish_time_trusted(finish_time, found.manifest.get("exported_at")):
+            self.log.warning(
+                "Not trusting finishTime %s of %s: it is later than its export time %s; ordering it by the export time",
+                finish_time,
+                found.path,
+                found.manifest.get("exported_at"),
+            )
+        return taken_at(found.manifest)
+
+    def _delete(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
+        """File, then ``.sha256``, then the manifest; a file already gone (a racing run) is fine.
+
+        Before each unlink the export is checked against the listing (:meth:`_changed_since_listing`),
+        so a re-commit at the same path since then loses nothing. Returns False when the export was
+        left alone for that reason; a failed unlink is added to ``errors``.
+        """
         if self.is_dry_run:
-            return []
+            return True
+        export = found.path
         sidecars = sidecar_paths(export)
         for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):
+            changed = self._changed_since_listing(found, file_gone=path is not export)
+            if changed is not None:
+                self.log.warning(
+                    "Not deleting %s: %s changed since the listing (%s; re-committed?); the next run judges it",
+                    path,
+                    export,
+                    changed,
+                )
+                return False
             try:
                 path.unlink()
             except FileNotFoundError:
                 continue
             except OSError as exc:
                 self.log.error("Could not delete %s: %s; its manifest is kept so the next run retries", path, exc)
-                return [f"  {path}: {exc.strerror or exc}"]
+                errors.append(f"  {path}: {exc.strerror or exc}")
+                return True
             self.log.info("Deleted %s", path)
-        return []
+        return True
+
+    def _changed_since_listing(self, found: FoundExport, *, file_gone: bool) -> str | None:
+        """Why the export at ``found.path`` is not the one listed any more (None: it still is)."""
+        try:
+            manifest = read_ours(found.path)
+        except (ManifestError, OSError) as exc:
+            return f"its manifest cannot be read now: {exc}"
+        if manifest is None:  # deleted by a racing retention run, unless a new commit's file is there
+            return "its manifest is gone and a file is in place" if found.path.exists() else None
+        for key in ("snapshot_id", "sha256"):
+            if manifest[key] != found.manifest[key]:
+                return f"its manifest now records {key} {manifest[key]}, not {found.manifest[key]}"
+        if file_gone and found.path.exists():
+            return "the export file is back in place"
+        return None
+
+    def _sweep_partials(self, root: ObjectStoragePath, scan: Scan) -> list[str]:
+        """Sweep (or, dry run, report) dead ``.*.atlasflex-partial`` files in the directories that hold any."""
+        directories = sorted({relative.rpartition("/")[0] for relative in scan.partials})
+        swept: list[str] = []
+        for relative in directories:
+            directory = child_path(root, relative) if relative else root
+            remove = not self.is_dry_run
+            if is_local(directory):
+                names = sweep_dead_partials_local(str(directory.path), remove=remove)
+            else:
+                names = sweep_stale_partials(directory, remove=remove)
+            for name in sorted(names):
+                path = directory / name
+                self.log.warning(
+                    "%s %s: the temporary file of a copy attempt that died",
+                    "Would sweep" if self.is_dry_run else "Swept",
+                    path,
+                )
+                swept.append(str(path))
+        return swept
 
 
 def _text_hint(value: Any) -> str:
     if isinstance(value, str):
         return " (a template renders text unless the DAG sets render_template_as_native_obj=True)"
     return ""
-
-
-def _taken_at(manifest: dict[str, Any]) -> datetime | None:
-    """When the exported data was taken: the snapshot's finishTime, else the export time."""
-    snapshot = manifest.get("snapshot")
-    finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
-    for value in (finish_time, manifest.get("exported_at")):
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    return None
 
 
 def _entry(found: FoundExport, taken: datetime | None, reason: str) -> dict[str, Any]:

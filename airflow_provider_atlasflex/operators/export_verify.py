@@ -18,6 +18,7 @@ from airflow_provider_atlasflex.transfers.export_check import (
     scan_exports,
     verify_export,
 )
+from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
             paths = [found.path for found in scan.exports] + [path for path, _ in scan.unproven]
             listed = {str(found.path) for found in scan.exports if found.size is not None}
             listed |= {str(path) for path, _ in scan.unproven}
+            file_gone = {str(found.path) for found in scan.exports if found.size is None}
             self.log.info(
                 "Scrubbing %s: %d export(s) with a manifest, %d file(s) without one, %d file(s) listed",
                 target,
@@ -110,13 +112,15 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                     "atlasflex-export/1 manifest). Check root, or set allow_empty=True if that is expected."
                 )
         else:
-            paths, listed = [target], set()
+            paths, listed, file_gone = [target], set(), set()
         results = []
         for path in paths:
             result = verify_export(path, self.chunk_size)
-            if result["status"] != VERIFIED and str(path) in listed and _vanished(path):
-                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run). A manifest
-                # left without its file by a crash is already missing at listing time and is reported.
+            deleting = str(path) in listed or (str(path) in file_gone and _vanished(manifest_of(path)))
+            if result["status"] != VERIFIED and _vanished(path) and deleting:
+                # Listed a moment ago, gone now: deleted while the scrub ran (a retention run), or listed in
+                # the middle of that deletion (file gone, manifest not yet) and the manifest is gone now too.
+                # A manifest left without its file by a crash stays, and is reported.
                 self.log.info("Skipping %s: it was deleted while the scrub ran (retention?)", path)
                 continue
             results.append(result)
@@ -141,6 +145,10 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                 f"{describe_failures(results)}"
             )
         return results
+
+
+def manifest_of(path: ObjectStoragePath) -> ObjectStoragePath:
+    return sidecar_paths(path).manifest
 
 
 def _vanished(path: ObjectStoragePath) -> bool:

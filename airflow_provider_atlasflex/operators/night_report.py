@@ -74,7 +74,7 @@ def build_night_report(
             rows.append(_row(target, FAILED, reason=_why_not_finished(export_task_id, index, task_states or {})))
     for entry in discovery.get("skipped") or []:
         rows.append(_row(entry, SKIPPED, reason=entry.get("reason")))
-    for entry in discovery.get("missing") or []:
+    for entry in [*(discovery.get("failed") or []), *(discovery.get("missing") or [])]:
         rows.append(_row(entry, FAILED, reason=entry.get("reason")))
     return rows
 

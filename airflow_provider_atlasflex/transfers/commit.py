@@ -360,11 +360,13 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def sweep_dead_partials_local(directory: str, max_age: float = STALE_PARTIAL_AGE) -> list[str]:
+def sweep_dead_partials_local(
+    directory: str, max_age: float = STALE_PARTIAL_AGE, *, remove: bool = True
+) -> list[str]:
     """Remove our temporary files in ``directory`` whose attempt is dead (its lock is free), or older than ``max_age``.
 
     Only regular files owned by this user are touched; a live attempt holds its lock, so it is
-    never removed. Returns the names removed.
+    never removed. Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
     """
     removed: list[str] = []
     try:
@@ -372,12 +374,12 @@ def sweep_dead_partials_local(directory: str, max_age: float = STALE_PARTIAL_AGE
     except OSError:
         return removed
     for name in names:
-        if PARTIAL_NAME.fullmatch(name) and _remove_if_dead(os.path.join(directory, name), max_age):
+        if PARTIAL_NAME.fullmatch(name) and _remove_if_dead(os.path.join(directory, name), max_age, remove):
             removed.append(name)
     return removed
 
 
-def _remove_if_dead(path: str, max_age: float) -> bool:
+def _remove_if_dead(path: str, max_age: float, remove: bool = True) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -390,8 +392,9 @@ def _remove_if_dead(path: str, max_age: float) -> bool:
         dead = _try_lock(fd) is True or time.time() - st.st_mtime > max_age
         if not dead or not _same_inode(st, _lstat(path)):
             return False
-        os.unlink(path)
-        log.warning("Removed %s, the temporary file of an earlier attempt that did not finish", path)
+        if remove:
+            os.unlink(path)
+            log.warning("Removed %s, the temporary file of an earlier attempt that did not finish", path)
         return True
     except OSError:
         return False
@@ -399,8 +402,13 @@ def _remove_if_dead(path: str, max_age: float) -> bool:
         os.close(fd)
 
 
-def sweep_stale_partials(directory: ObjectStoragePath, max_age: float = STALE_PARTIAL_AGE) -> list[str]:
-    """Remove our temporary objects under ``directory`` older than ``max_age`` (filesystems without locks)."""
+def sweep_stale_partials(
+    directory: ObjectStoragePath, max_age: float = STALE_PARTIAL_AGE, *, remove: bool = True
+) -> list[str]:
+    """Remove our temporary objects under ``directory`` older than ``max_age`` (filesystems without locks).
+
+    Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
+    """
     removed: list[str] = []
     try:
         entries = directory.fs.ls(directory.path, detail=True)
@@ -412,7 +420,9 @@ def sweep_stale_partials(directory: ObjectStoragePath, max_age: float = STALE_PA
         modified = _entry_time(entry)
         if entry.get("type") != "file" or not PARTIAL_NAME.fullmatch(name) or modified is None:
             continue
-        if now - modified > max_age:
+        if now - modified > max_age and not remove:
+            removed.append(name)
+        elif now - modified > max_age:
             with contextlib.suppress(OSError, FileNotFoundError):
                 directory.fs.rm(entry["name"])
                 log.warning("Removed %s/%s, a temporary object older than %d h", directory, name, max_age // 3600)

@@ -23,6 +23,7 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasFlexConfigError,
     AtlasFlexError,
 )
+from airflow_provider_atlasflex.transfers.commit import PARTIAL_NAME
 from airflow_provider_atlasflex.transfers.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
@@ -357,6 +358,7 @@ class FoundExport:
 class Scan:
     exports: list[FoundExport] = field(default_factory=list)
     unproven: list[tuple[ObjectStoragePath, str]] = field(default_factory=list)  # (file, why)
+    partials: list[str] = field(default_factory=list)  # temporary files of copy attempts, relative to root
     files_seen: int = 0
 
 
@@ -375,9 +377,9 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         if not name.endswith(MANIFEST_SUFFIX) or name.startswith(".") or name == MANIFEST_SUFFIX:
             continue
         export_relative = relative[: -len(MANIFEST_SUFFIX)]
-        export_path = _child(root, export_relative)
+        export_path = child_path(root, export_relative)
         try:
-            if not _claims_to_be_ours(_child(root, relative), listing[relative]):
+            if not _claims_to_be_ours(child_path(root, relative), listing[relative]):
                 continue
             manifest = read_ours(export_path)
         except FileNotFoundError:  # deleted since the listing
@@ -397,8 +399,10 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         )
     for relative in sorted(listing):
         name = relative.rsplit("/", 1)[-1]
+        if PARTIAL_NAME.fullmatch(name):
+            scan.partials.append(relative)
         if relative not in claimed and not name.startswith(".") and name.endswith(unproven_suffixes):
-            scan.unproven.append((_child(root, relative), f"no {name}{MANIFEST_SUFFIX} manifest of ours beside it"))
+            scan.unproven.append((child_path(root, relative), f"no {name}{MANIFEST_SUFFIX} manifest of ours beside it"))
     return scan
 
 
@@ -440,7 +444,7 @@ def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:
         yield key[len(base) + 1 :], int(size) if isinstance(size, int) else None
 
 
-def _child(root: ObjectStoragePath, relative: str) -> ObjectStoragePath:
+def child_path(root: ObjectStoragePath, relative: str) -> ObjectStoragePath:
     return root.joinpath(*relative.split("/"))
 
 

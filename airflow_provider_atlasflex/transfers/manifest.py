@@ -77,7 +77,20 @@ def build_manifest(
     sha256: str,
     exported_at: str | None = None,
 ) -> dict[str, Any]:
-    """The ``<file>.json`` content; ``snapshot`` is Atlas' snapshot resource (its ``links`` are left out)."""
+    """The ``<file>.json`` content; ``snapshot`` is Atlas' snapshot resource (its ``links`` are left out).
+
+    Atlas' metadata is recorded verbatim (it is evidence), but a snapshot ``finishTime`` later than
+    the export itself is impossible: such a value is flagged in ``anomalies``, and retention orders
+    the export by ``exported_at`` instead (see :func:`taken_at`), so one lying answer cannot make
+    an export look newer than tonight's.
+    """
+    exported_at = exported_at or datetime.now(timezone.utc).isoformat()
+    anomalies = []
+    if not finish_time_trusted(snapshot.get("finishTime"), exported_at):
+        anomalies.append(
+            f"snapshot finishTime {snapshot.get('finishTime')} is later than exported_at {exported_at}: "
+            "retention orders this export by exported_at"
+        )
     return {
         "format": MANIFEST_FORMAT,
         "file": file_name,
@@ -88,9 +101,40 @@ def build_manifest(
         "restore_job_id": restore_job_id,
         "bytes": size,
         "sha256": sha256,
-        "exported_at": exported_at or datetime.now(timezone.utc).isoformat(),
+        "exported_at": exported_at,
         "provider_version": __version__,
-    }
+    } | ({"anomalies": anomalies} if anomalies else {})
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from a manifest (``Z`` accepted, naive read as UTC), or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def finish_time_trusted(finish_time: Any, exported_at: Any) -> bool:
+    """False when both times parse and the snapshot would have finished after it was exported."""
+    finished, exported = parse_time(finish_time), parse_time(exported_at)
+    return finished is None or exported is None or finished <= exported
+
+
+def taken_at(manifest: Mapping[str, Any]) -> datetime | None:
+    """When an export's data was taken: the snapshot's finishTime, never later than ``exported_at``.
+
+    A snapshot cannot finish after its export; a later finishTime (a lying or broken answer, e.g.
+    2099) would make the export the "newest" for ever, so the export time is used instead.
+    """
+    snapshot = manifest.get("snapshot")
+    finished = parse_time(snapshot.get("finishTime") if isinstance(snapshot, Mapping) else None)
+    exported = parse_time(manifest.get("exported_at"))
+    if finished is None or exported is None:
+        return finished or exported
+    return min(finished, exported)
 
 
 def write_sidecars(

@@ -20,11 +20,17 @@ def populate(root: ObjectStoragePath) -> dict[str, list[ObjectStoragePath]]:
     return exports
 
 
-def run(sandbox, root: ObjectStoragePath, **conf):
+def run(sandbox, root: ObjectStoragePath, conf: dict | None = None):
+    """One run with the deployment's configuration in Variables (root, keep 2, 0.01 days), as an operator sets it."""
     return sandbox.dags_test(
         DAG_ID,
         logical_date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        conf={"root": str(root), "keep_last": 2, "keep_days": 0.01, "dry_run": False, **conf},
+        conf=conf or {},
+        env={
+            "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": str(root),
+            "AIRFLOW_VAR_ATLASFLEX_RETENTION_KEEP_LAST": "2",
+            "AIRFLOW_VAR_ATLASFLEX_RETENTION_KEEP_DAYS": "0.01",
+        },
         timeout=240,
     )
 
@@ -57,3 +63,18 @@ def test_a_flipped_byte_fails_the_scrub_and_nothing_is_deleted(sandbox, tmp_path
     assert f"{victim}: mismatch: " in result.output and "stray.tgz: unproven" in result.output
     assert all(p.exists() for c in CLUSTERS for p in exports[c])  # retention did not run
     assert read_xcoms(sandbox, "retention") == {}
+
+
+def test_trigger_conf_cannot_widen_retention_but_can_make_it_a_dry_run(sandbox, tmp_path):
+    root = ObjectStoragePath(f"file://{tmp_path}/exports")
+    exports = populate(root)
+    elsewhere = ObjectStoragePath(f"file://{tmp_path}/elsewhere")
+    kept_elsewhere = commit_export(elsewhere, "alpha", nights(3)[2], night=2)
+    hostile = {"root": str(elsewhere), "keep_last": 1, "keep_days": 0.001, "dry_run": True}
+    result = run(sandbox, root, hostile)
+    assert result.succeeded, result.tail()
+    assert all(p.exists() for c in CLUSTERS for p in exports[c]) and kept_elsewhere.exists()
+    report = read_xcoms(sandbox, "retention")[-1]
+    assert report["dry_run"] is True  # conf switched the dry run on...
+    # ...but the plan is the Variables' policy over the Variables' root (keep 2 per cluster), not conf's
+    assert sorted(d["path"] for d in report["deleted"]) == sorted(str(p) for c in CLUSTERS for p in exports[c][2:])
