@@ -153,3 +153,39 @@ def test_poke_called_alone_opens_and_closes_its_own_hook(emu, atlas_conn, hooks)
     sensor = AtlasFlexSnapshotUrlSensor(task_id="wait", cluster_name="alpha", restore_job_id=download_job(emu))
     assert sensor.poke(make_context()).is_done
     assert len(hooks.opened) == 1 and hooks.closed == hooks.opened
+
+
+@reliability(
+    "fault-survived",
+    "A deferred wait with API-key Digest auth: the restore job is not ready for the trigger's first polls",
+    "The trigger's hook answered one challenge for its whole wait and reused the nonce with an increasing "
+    "nonce count on every later poll (before: one challenge per poll)",
+    "The link when it is ready, with one 401 leg per wait instead of one per poll",
+)
+def test_trigger_pays_one_digest_challenge_for_its_whole_wait(make_emulator, atlas_conn):
+    import asyncio
+    import time
+
+    from airflow_provider_atlasflex.testing.emulator.auth import parse_digest
+    from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+
+    emu = make_emulator(restore_duration=0.6)
+    atlas_conn(emu, "digest")
+    job_id = download_job(emu)
+    trigger = AtlasFlexRestoreJobTrigger(
+        cluster_name="alpha", restore_job_id=job_id, group_id=None, atlas_conn_id="mongodb_atlas_default",
+        poll_interval=0.2, end_time=time.time() + 30,
+    )
+
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    assert asyncio.run(first())["status"] == "success"
+    exchanges = emu.requests.snapshot()
+    assert len(exchanges) >= 4, "the job was ready too early to prove anything"
+    assert [x.status for x in exchanges] == [401] + [200] * (len(exchanges) - 1)
+    answers = [parse_digest(x.headers["Authorization"]) for x in exchanges if x.headers.get("Authorization")]
+    assert len({a["nonce"] for a in answers}) == 1
+    assert [a["nc"] for a in answers] == [f"{n:08x}" for n in range(1, len(answers) + 1)]
