@@ -56,6 +56,9 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         self._config: AtlasConnectionConfig | None = None
         self._client: httpx.AsyncClient | None = None
         self._client_settings: ClientSettings | None = None
+        # One Digest state per hook (a trigger's whole wait): the first poll answers a challenge, later polls
+        # reuse its nonce with an increasing nonce count; httpx answers a new challenge when Atlas sends one.
+        self._digest: httpx.DigestAuth | None = None
 
     # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
     @classmethod
@@ -164,7 +167,9 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             self._sent_token = await self._bearer_token(config)
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
-            auth = httpx.DigestAuth(config.principal, config.secret)
+            if self._digest is None:
+                self._digest = httpx.DigestAuth(config.principal, config.secret)
+            auth = self._digest
         assert self._client_settings is not None
         request = client.build_request(
             call.method, config.base_url + call.path, params=dict(call.params) or None, content=call.body(), headers=headers

@@ -15,7 +15,7 @@ from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.operators.cluster_discovery import UNEXPORTABLE_STATES
 from airflow_provider_atlasflex.restore_targets import restore_finished
-from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger, event_error
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -194,12 +194,10 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         return job
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger: return the job, or fail with the trigger's message."""
+        """Resume after the trigger: return the job, or raise the error the trigger found (same class, so
+        an error no retry can fix skips Airflow's retries)."""
         status = event.get("status")
         if status == "success":
             self.log.info("Restore job %s COMPLETED", event.get("restore_job_id"))
             return dict(event["job"])
-        message = event.get("message") or f"Restore job trigger ended with status {status!r}."
-        if status == "failed":
-            raise RestoreJobFailedError(message)
-        raise AtlasFlexError(message)
+        raise event_error(event)

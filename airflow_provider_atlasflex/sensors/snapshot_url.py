@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_atlasflex.compat import AirflowSensorTimeout, default_deferrable, mask_secret
-from airflow_provider_atlasflex.exceptions import AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
-from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger, event_error
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -70,6 +70,8 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         self.group_id = group_id
         self.atlas_conn_id = atlas_conn_id
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        # The hook of the running execute(), shared by its pokes (see _hook_session).
+        self._hook: AtlasFlexHook | None = None
 
     def _checked_arguments(self) -> tuple[str, str, str | None, str]:
         return (
@@ -78,6 +80,21 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
             optional_object_id(self.group_id, "group_id", "the connection's group_id extra"),
             require_connection_id(self.atlas_conn_id),
         )
+
+    @contextmanager
+    def _hook_session(self, conn_id: str) -> Iterator[None]:
+        """One hook (one HTTP session, one Digest nonce) for every poke of this execute(), closed when it ends.
+
+        In poke mode the sensor waits in one process, so its pokes share the session: with Digest
+        only the first poke answers a challenge. Whatever ends execute() (ready, failed, timed out,
+        rescheduled, deferred) closes it; a rescheduled or resumed try is a new process and a new hook.
+        """
+        self._hook = AtlasFlexHook(conn_id)
+        try:
+            yield
+        finally:
+            hook, self._hook = self._hook, None
+            hook.close()
 
     def execute(self, context: Context) -> Any:
         # Checked before the first request, in every mode.
@@ -89,6 +106,10 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         require_positive_number(self.poke_interval, "poke_interval")
         # 0 would give up right after the first request.
         require_positive_number(self.timeout, "timeout")
+        with self._hook_session(conn_id):
+            return self._wait(context, cluster, job_id, group_id, conn_id)
+
+    def _wait(self, context: Context, cluster: str, job_id: str, group_id: str | None, conn_id: str) -> Any:
         if not self.deferrable:
             try:
                 return super().execute(context)
@@ -121,11 +142,14 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         cluster, job_id, group_id, conn_id = self._checked_arguments()
-        hook = AtlasFlexHook(conn_id)
-        try:
-            job = hook.get_restore_job(cluster, job_id, group_id)
-        finally:
-            hook.close()
+        if self._hook is not None:
+            job = self._hook.get_restore_job(cluster, job_id, group_id)
+        else:  # poke() called on its own, outside execute()
+            hook = AtlasFlexHook(conn_id)
+            try:
+                job = hook.get_restore_job(cluster, job_id, group_id)
+            finally:
+                hook.close()
         url = ready_snapshot_url(job, cluster)
         if not url:
             self.log.info("Restore job %s of %s is %s; waiting", job_id, cluster, job.get("status"))
@@ -135,14 +159,12 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=public_job_view(job))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        """Resume after the trigger: return the job, or fail with the trigger's message."""
+        """Resume after the trigger: return the job, or raise the error the trigger found (same class, so
+        an error no retry can fix skips Airflow's retries)."""
         status = event.get("status")
         if status == "success":
             self.log.info("Snapshot link of restore job %s is ready", event.get("restore_job_id"))
             return event["job"]
-        message = event.get("message") or f"Restore job trigger ended with status {status!r}."
-        if status == "failed":
-            raise RestoreJobFailedError(message)
         if status == "timeout":
-            raise AirflowSensorTimeout(message)
-        raise AtlasFlexError(message)
+            raise AirflowSensorTimeout(event.get("message") or "Restore job trigger timed out.")
+        raise event_error(event)

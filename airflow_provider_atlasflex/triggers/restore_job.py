@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
+from airflow_provider_atlasflex.exceptions import (
+    AirflowFailException,
+    AtlasApiError,
+    AtlasAuthenticationError,
+    AtlasBadRequestError,
+    AtlasFlexConfigError,
+    AtlasFlexError,
+    AtlasMissingRoleError,
+    AtlasNoCompletedSnapshotError,
+    AtlasNotFoundError,
+    AtlasPermissionError,
+    AtlasRateLimitError,
+    AtlasRedirectError,
+    AtlasUnexpectedAnswerError,
+    RestoreJobFailedError,
+    SnapshotLinkExpiredError,
+    SnapshotTransferError,
+)
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
 from airflow_provider_atlasflex.restore_targets import restore_finished
 from airflow_provider_atlasflex.validation import (
@@ -20,7 +37,74 @@ from airflow_provider_atlasflex.validation import (
     require_positive_number,
 )
 
-__all__ = ["AtlasFlexRestoreJobTrigger"]
+__all__ = ["AtlasFlexRestoreJobTrigger", "error_event_fields", "event_error"]
+
+# The error classes an "error" event may name. An event is data read back from the database, so the
+# deferred task maps the name through this fixed table and never imports a class named in it.
+EVENT_ERRORS: dict[str, type[AtlasFlexError]] = {
+    cls.__name__: cls
+    for cls in (
+        AtlasFlexError,
+        AtlasFlexConfigError,
+        AtlasApiError,
+        AtlasAuthenticationError,
+        AtlasPermissionError,
+        AtlasMissingRoleError,
+        AtlasNotFoundError,
+        AtlasBadRequestError,
+        AtlasRedirectError,
+        AtlasUnexpectedAnswerError,
+        AtlasNoCompletedSnapshotError,
+        AtlasRateLimitError,
+        RestoreJobFailedError,
+        SnapshotTransferError,
+        SnapshotLinkExpiredError,
+    )
+}
+
+
+def error_event_fields(exc: AtlasFlexError) -> dict[str, Any]:
+    """What an "error" event says about ``exc``: its message, kind and whether a task retry can help.
+
+    Only JSON-serialisable values, and nothing the exception's message does not already show
+    (the message is built from ids, names and Atlas' error fields, never a secret).
+    """
+    kind = next(c for c in type(exc).__mro__ if EVENT_ERRORS.get(c.__name__) is c)
+    fields: dict[str, Any] = {
+        "message": str(exc),
+        "error": kind.__name__,
+        "retryable": not isinstance(exc, AirflowFailException),
+    }
+    if isinstance(exc, AtlasApiError):
+        fields["http_status"] = exc.status
+        fields["error_code"] = exc.error_code
+    return fields
+
+
+def event_error(event: Mapping[str, Any]) -> AtlasFlexError:
+    """The exception a deferred task raises for a trigger event that is not "success".
+
+    An "error" event is rebuilt as the class the triggerer caught, so an error no retry can fix
+    (404, wrong credentials, missing role, FAILED job, expired link) fails the task without
+    Airflow's retries, and a transient one keeps them. Events of older triggers name no class and
+    stay retryable.
+    """
+    status = event.get("status")
+    message = str(event.get("message") or f"Restore job trigger ended with status {status!r}.")
+    if status == "failed":
+        return RestoreJobFailedError(message)
+    if status != "error":
+        return AtlasFlexError(message)
+    cls = EVENT_ERRORS.get(str(event.get("error")), AtlasFlexError)
+    if issubclass(cls, AtlasApiError):
+        http_status = event.get("http_status")
+        error_code = event.get("error_code")
+        return cls(
+            message,
+            status=http_status if isinstance(http_status, int) else None,
+            error_code=error_code if isinstance(error_code, str) else None,
+        )
+    return cls(message)
 
 
 class AtlasFlexRestoreJobTrigger(BaseTrigger):
@@ -118,6 +202,6 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                               min(self.poll_interval, remaining))
                 await asyncio.sleep(min(self.poll_interval, remaining))
         except AtlasFlexError as exc:
-            yield TriggerEvent({**base, "status": "error", "message": str(exc)})
+            yield TriggerEvent({**base, "status": "error", **error_event_fields(exc)})
         finally:
             await hook.aclose()
