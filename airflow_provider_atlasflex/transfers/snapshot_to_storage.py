@@ -90,8 +90,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     :param dst: destination URL (templated) or ObjectStoragePath. Placeholders ``{cluster_name}``,
         ``{snapshot_id}``, ``{restore_job_id}`` and ``{date}`` (the run's date, YYYY-MM-DD) are filled in.
     :param dst_conn_id: connection for the destination filesystem (templated), e.g. an AWS connection for s3://.
-    :param overwrite: replace an existing file at ``dst`` (default False: refuse, unless its sidecars
-        prove it already holds this snapshot).
+    :param overwrite: replace an existing file at ``dst`` (default False: never replace it; it is
+        accepted when its sidecars prove it holds this snapshot, or, without proof, when it holds exactly
+        the bytes copied again to a temporary file for comparison, e.g. after a crash before the sidecars).
     :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
     :param chunk_size: bytes read and written at a time (default 1 MiB; the copy keeps 4 such buffers).
