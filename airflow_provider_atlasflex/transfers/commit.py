@@ -17,6 +17,15 @@ therefore writes its own temporary object, under a unique name, and publishes ex
   strategy (e.g. a multipart upload to the final key with ``If-None-Match: *``) can slot in as
   another subclass.
 
+The window between the publish and the sidecars (written by the caller): with ``hold_dst_lock`` a
+local commit takes an exclusive ``flock`` on ``.<name>.atlasflex-lock`` beside ``dst`` just before
+its publish and keeps it until :meth:`ExportCommit.release`, so two writers' publish-then-sidecars
+never interleave; the caller re-checks :meth:`ExportCommit.still_published` and the sidecars before
+reporting success. Where there are no locks (generic fsspec, S3, a filesystem without ``flock``)
+only that re-check remains: a writer overtaken in the window reports failure, but its sidecars may
+then sit beside the other writer's bytes until that writer's own sidecars land (or a retry); the
+verify operator reports such a mismatch.
+
 Leftovers of dead attempts (any name matching ``.*.atlasflex-partial`` in the directory) are swept
 when an attempt opens: on local disks as soon as no live process holds their lock; elsewhere once
 they are older than :data:`STALE_PARTIAL_AGE`. (On a network filesystem whose locks are not shared
@@ -45,6 +54,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 PARTIAL_SUFFIX = ".atlasflex-partial"
+# Beside dst on local disks: held from just before the publish until the sidecars are written and re-checked.
+LOCK_SUFFIX = ".atlasflex-lock"
 # Any temporary object of ours, current (.<name>.<random>.atlasflex-partial) or from older versions.
 PARTIAL_NAME = re.compile(r"^\..+" + re.escape(PARTIAL_SUFFIX) + "$")
 # Where locks cannot tell a dead attempt from a live one, a temporary this old is abandoned: a live
@@ -120,10 +131,18 @@ def export_commit(
     overwrite: bool,
     file_mode: int = DEFAULT_FILE_MODE,
     dir_mode: int = DEFAULT_DIR_MODE,
+    hold_dst_lock: bool = False,
 ) -> ExportCommit:
-    """The commit strategy for ``dst``'s filesystem."""
+    """The commit strategy for ``dst``'s filesystem.
+
+    ``hold_dst_lock`` (local disks): ``commit()`` takes the per-``dst`` lock and keeps it until
+    :meth:`ExportCommit.release`, so the publish and the sidecars of one attempt are never interleaved
+    with another attempt's.
+    """
     if is_local(dst):
-        return LocalExportCommit(dst, overwrite=overwrite, file_mode=file_mode, dir_mode=dir_mode)
+        return LocalExportCommit(
+            dst, overwrite=overwrite, file_mode=file_mode, dir_mode=dir_mode, hold_dst_lock=hold_dst_lock
+        )
     from airflow_provider_atlasflex.transfers import object_store_commit  # imports this module
 
     if object_store_commit.is_s3(dst):
@@ -166,6 +185,9 @@ class ExportCommit(ABC):
         """After ``commit()``: whether ``dst`` still is the object this attempt published (True if unknowable)."""
         return self.committed
 
+    def release(self) -> None:
+        """Release the per-``dst`` lock taken by ``commit()`` (if any); idempotent."""
+
     def __enter__(self) -> ExportCommit:  # noqa: PYI034 - typing.Self needs 3.11
         self.open()
         return self
@@ -173,17 +195,23 @@ class ExportCommit(ABC):
     def __exit__(self, *exc: object) -> None:
         if not self.committed:
             self.abort()
+        self.release()
 
 
 class LocalExportCommit(ExportCommit):
     """Local disk: exclusive, locked, fsynced temporary file; ``link`` or ``rename``; directory fsync."""
 
-    def __init__(self, dst: ObjectStoragePath, *, overwrite: bool, file_mode: int, dir_mode: int) -> None:
+    def __init__(
+        self, dst: ObjectStoragePath, *, overwrite: bool, file_mode: int, dir_mode: int, hold_dst_lock: bool = False
+    ) -> None:
         super().__init__(dst, overwrite=overwrite)
         self.file_mode = file_mode
         self.dir_mode = dir_mode
+        self.hold_dst_lock = hold_dst_lock
         self._directory = os.path.dirname(dst.path)
         self._fd: int | None = None
+        self._lock_fd: int | None = None
+        self._lock_path = ""
         self._inode: tuple[int, int] | None = None
 
     @property
@@ -232,6 +260,8 @@ class LocalExportCommit(ExportCommit):
                 f"the temporary file {self._tmp} was replaced or removed by another process; not committed. Keep "
                 "the destination directory private to the Airflow user."
             )
+        if self.hold_dst_lock:
+            self._lock_dst()
         if self.overwrite:
             existing = _lstat(self._dst)
             if existing is not None:
@@ -251,6 +281,45 @@ class LocalExportCommit(ExportCommit):
     def still_published(self) -> bool:
         published = _lstat(self._dst)
         return self.committed and published is not None and (published.st_dev, published.st_ino) == self._inode
+
+    def _lock_dst(self) -> None:
+        """Wait for and take ``.<name>.atlasflex-lock`` beside ``dst`` (never through a planted symlink).
+
+        The holder removes the lock file when it releases it, so none are left behind; a waiter that
+        then gets the lock of a removed file sees that its name no longer points at it, and retries.
+        """
+        if self._lock_fd is not None:
+            return
+        path = os.path.join(self._directory, f".{self.dst.name}{LOCK_SUFFIX}")
+        for _ in range(1000):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise SnapshotTransferError(f"{path} is not a regular file: refusing it as the lock of {self.dst}")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if _same_inode(os.fstat(fd), _lstat(path)):
+                    self._lock_fd, self._lock_path = fd, path
+                    return
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                    log.warning("%s has no file locks: the export and its sidecars are re-checked, not locked", path)
+                    return
+                raise
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # its holder removed it while we waited: take the new one
+        raise SnapshotTransferError(f"could not take the lock {path} of {self.dst}: it keeps being replaced")
+
+    def release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            try:
+                if _same_inode(os.fstat(fd), _lstat(self._lock_path)):
+                    os.unlink(self._lock_path)  # while still holding it: waiters then retry on a new file
+            finally:
+                os.close(fd)  # releases the flock
 
     def _link_no_clobber(self) -> None:
         try:
@@ -313,6 +382,16 @@ class FsspecExportCommit(ExportCommit):
             raise DestinationExistsError(f"{self.dst} appeared while copying (another writer committed first) and overwrite=False")
         fs.mv(tmp, dst)
         self.committed = True
+        self._size = size
+
+    def still_published(self) -> bool:
+        """Best effort: ``dst`` exists with this attempt's size (the caller also compares the sidecar's sha256)."""
+        if not self.committed:
+            return False
+        try:
+            return bool(self.dst.fs.size(self.dst.path) == getattr(self, "_size", None))
+        except (OSError, FileNotFoundError):
+            return False
 
     def abort(self) -> None:
         with contextlib.suppress(OSError, FileNotFoundError):
@@ -343,8 +422,9 @@ def make_private_dirs(directory: str, dir_mode: int) -> list[str]:
             continue  # another writer made it
         os.chmod(path, dir_mode)
         created.append(path)
-    if created:
-        fsync_directory(os.path.dirname(created[0]))
+    # Every new entry must be durable in its parent: alpha/ in the root AND 2026-11-28/ in alpha/.
+    for path in created:
+        fsync_directory(os.path.dirname(path))
     return created
 
 
@@ -363,10 +443,11 @@ def fsync_directory(directory: str) -> None:
 def sweep_dead_partials_local(
     directory: str, max_age: float = STALE_PARTIAL_AGE, *, remove: bool = True
 ) -> list[str]:
-    """Remove our temporary files in ``directory`` whose attempt is dead (its lock is free), or older than ``max_age``.
+    """Remove our temporary files in ``directory`` whose attempt is dead (its lock is free).
 
+    Where the filesystem has no locks, only age can tell: files older than ``max_age`` are removed.
     Only regular files owned by this user are touched; a live attempt holds its lock, so it is
-    never removed. Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
+    never removed, however old its file. Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
     """
     removed: list[str] = []
     try:
@@ -388,8 +469,9 @@ def _remove_if_dead(path: str, max_age: float, remove: bool = True) -> bool:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
             return False
-        # Lock free: its attempt is dead. No locks here: only age can tell.
-        dead = _try_lock(fd) is True or time.time() - st.st_mtime > max_age
+        # Lock free: its attempt is dead. Held: alive, whatever its age. No locks here: only age can tell.
+        lock = _try_lock(fd)
+        dead = lock is True or (lock is None and time.time() - st.st_mtime > max_age)
         if not dead or not _same_inode(st, _lstat(path)):
             return False
         if remove:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +20,16 @@ from airflow_provider_atlasflex.exceptions import (
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import is_reusable_download, parse_atlas_time, ready_snapshot_url, utcnow
+from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
 from airflow_provider_atlasflex.transfers.commit import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
     DestinationExistsError,
+    ExportCommit,
     check_modes,
     export_commit,
     refuse_unsafe_destination,
 )
-from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
 from airflow_provider_atlasflex.transfers.destination import (
     check_destination_template,
     destination_root,
@@ -40,6 +41,8 @@ from airflow_provider_atlasflex.transfers.manifest import (
     build_manifest,
     file_sha256,
     prove_export,
+    read_manifest,
+    read_sha256_sidecar,
     sidecar_paths,
     write_sidecars,
 )
@@ -87,8 +90,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     :param dst: destination URL (templated) or ObjectStoragePath. Placeholders ``{cluster_name}``,
         ``{snapshot_id}``, ``{restore_job_id}`` and ``{date}`` (the run's date, YYYY-MM-DD) are filled in.
     :param dst_conn_id: connection for the destination filesystem (templated), e.g. an AWS connection for s3://.
-    :param overwrite: replace an existing file at ``dst`` (default False: refuse, unless its sidecars
-        prove it already holds this snapshot).
+    :param overwrite: replace an existing file at ``dst`` (default False: never replace it; it is
+        accepted when its sidecars prove it holds this snapshot, or, without proof, when it holds exactly
+        the bytes copied again to a temporary file for comparison, e.g. after a crash before the sidecars).
     :param group_id: project id (templated); omitted: the connection's ``group_id`` extra.
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
     :param chunk_size: bytes read and written at a time (default 1 MiB; the copy keeps 4 such buffers).
@@ -205,8 +209,16 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             else:
                 may_refresh = True
             mask_secret(url)
-            result, raced = self._copy(url, dst, hook, cluster, snapshot_id, group_id, may_refresh=may_refresh)
-            sidecars = self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, result)
+            result, raced, sidecars = self._copy(
+                url,
+                dst,
+                hook,
+                cluster,
+                snapshot_id,
+                group_id,
+                may_refresh=may_refresh,
+                write_sidecars=lambda res: self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, res),
+            )
         finally:
             hook.close()
         summary = _export_result(
@@ -239,7 +251,11 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
         A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
         trusted only if :func:`prove_export` holds (sidecars for this snapshot, size, and a re-hash).
+        An unproven file with ``overwrite=False`` (e.g. a task that died between its commit and its
+        sidecars) is not refused here: the copy goes to this attempt's own temporary file, and the
+        no-clobber commit decides (see :meth:`_copy`): ``dst`` is never touched.
         """
+        self.__dict__["_atlasflex_unproven"] = None
         try:
             if not refuse_unsafe_destination(dst):
                 return None
@@ -250,11 +266,13 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             if self.overwrite:
                 self.log.info("%s exists and will be replaced (overwrite=True): %s", dst, proof.reason)
                 return None
-            raise SnapshotTransferError(
-                f"{dst} already exists and overwrite=False, and {proof.reason}: snapshot {snapshot_id} of {cluster!r} "
-                "was not copied again. Delete the file (or set overwrite=True to replace it); if it is an export "
-                "whose task died before its sidecars were written, overwrite=True re-copies and proves it."
+            self.__dict__["_atlasflex_unproven"] = proof.reason
+            self.log.info(
+                "%s exists but is unproven (%s): copying to a temporary file to compare; dst is not touched "
+                "(overwrite=False)",
+                dst, proof.reason,
             )
+            return None
         manifest = proof.manifest or {}
         paths = sidecar_paths(dst)
         self.log.info(
@@ -334,9 +352,44 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         group_id: str,
         *,
         may_refresh: bool,
+        write_sidecars: Callable[[DownloadResult], Any],
+    ) -> tuple[DownloadResult, bool, Any]:
+        """Copy, commit, write the sidecars and re-check, holding the per-``dst`` lock from the publish on.
+
+        Returns the download, whether ``dst`` already held identical bytes, and the sidecar paths.
+        After the sidecars, ``dst`` must still be this attempt's bytes and its sidecars must record
+        them; otherwise the task fails (it never reports success for bytes that are not at ``dst``).
+        """
+        commit = export_commit(
+            dst, overwrite=self.overwrite, file_mode=self.file_mode, dir_mode=self.dir_mode, hold_dst_lock=True
+        )
+        try:
+            result, raced = self._download_and_commit(commit, url, dst, hook, cluster, snapshot_id, group_id, may_refresh)
+            sidecars = write_sidecars(result)
+            if not _still_ours(commit, dst, result, raced):
+                raise SnapshotTransferError(
+                    f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: another writer replaced the "
+                    f"export while this attempt wrote its sidecars; {dst} no longer holds the {result.bytes} bytes "
+                    f"(sha256 {result.sha256}) this attempt verified, or its sidecars do not record them. Not "
+                    "reporting success for bytes that are not at dst: let one task own each destination."
+                )
+            return result, raced, sidecars
+        finally:
+            commit.release()
+
+    def _download_and_commit(
+        self,
+        commit: ExportCommit,
+        url: str,
+        dst: ObjectStoragePath,
+        hook: AtlasFlexHook,
+        cluster: str,
+        snapshot_id: str,
+        group_id: str,
+        may_refresh: bool,
     ) -> tuple[DownloadResult, bool]:
-        """Copy into this attempt's temporary file and commit it; True if an identical export won the race."""
-        commit = export_commit(dst, overwrite=self.overwrite, file_mode=self.file_mode, dir_mode=self.dir_mode)
+        """Copy into this attempt's temporary file and commit it; True if ``dst`` already held identical bytes."""
+        unproven = self.__dict__.get("_atlasflex_unproven")
         try:
             commit.open()
             download = ResumableDownload(
@@ -361,13 +414,19 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             result = download.run()
             try:
                 commit.commit(result.bytes)
-            except DestinationExistsError:
+            except DestinationExistsError as exc:
                 if not _holds(dst, result):
-                    raise
+                    if unproven:
+                        raise SnapshotTransferError(
+                            f"{dst} already exists and overwrite=False, and {unproven}; it does not hold the "
+                            f"{result.bytes} bytes (sha256 {result.sha256}) Atlas served now ({_describe(dst)}): "
+                            "it was left untouched. Delete the file (or set overwrite=True to replace it)."
+                        ) from None
+                    raise exc from None
                 commit.abort()
                 self.log.info(
-                    "%s was committed meanwhile by another writer with the same %d bytes and sha256 %s: kept it",
-                    dst, result.bytes, result.sha256,
+                    "%s already holds the same %d bytes and sha256 %s as this copy (%s): kept it, writing its sidecars",
+                    dst, result.bytes, result.sha256, unproven or "another writer committed it meanwhile",
                 )
                 return result, True
             if not commit.still_published() and not _holds(dst, result):
@@ -506,6 +565,30 @@ def _export_result(
         "manifest_file": plain_url(paths.manifest),
         "already_present": already_present,
     }
+
+
+def _describe(dst: ObjectStoragePath) -> str:
+    """What ``dst`` holds, for an error message: its size and sha256, or why they cannot be read."""
+    try:
+        size, sha256 = file_sha256(dst)
+    except OSError as exc:
+        return f"it cannot be read: {exc.strerror or exc}"
+    return f"it holds {size} bytes with sha256 {sha256}"
+
+
+def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadResult, raced: bool) -> bool:
+    """After the sidecars: ``dst`` still holds this attempt's bytes and both sidecars record their sha256."""
+    try:
+        if not (_holds(dst, result) if raced else commit.still_published()):
+            return False
+        manifest = read_manifest(dst)
+        return (
+            manifest is not None
+            and (manifest["sha256"], manifest["bytes"]) == (result.sha256, result.bytes)
+            and read_sha256_sidecar(dst) == result.sha256
+        )
+    except (OSError, SnapshotTransferError):
+        return False
 
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:

@@ -360,9 +360,11 @@ def test_link_refused_twice(emu, atlas_conn, tmp_path):
 @reliability(
     "fault-clear-failure",
     "An export already exists at dst and overwrite=False (the default), e.g. a re-run of the same night",
-    "Refused before downloading anything; the existing file untouched",
-    "'<dst> already exists and overwrite=False: snapshot <id> of 'alpha' was not copied again. Delete the "
-    "file or set overwrite=True ...'",
+    "Copied into its own temporary file to compare, then refused at the no-clobber commit; the existing file "
+    "untouched",
+    "'Export of snapshot <id> of 'alpha' to <dst> failed: <dst> already exists and overwrite=False, and it has "
+    "no .json sidecar ...; it does not hold the <n> bytes ... Atlas served now ...: it was left untouched. Delete "
+    "the file (or set overwrite=True to replace it).'",
 )
 def test_existing_export_is_not_replaced(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "digest")
@@ -374,7 +376,7 @@ def test_existing_export_is_not_replaced(emu, atlas_conn, tmp_path):
 
     one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "overwrite=True")
     assert good.read_bytes() == GOOD_EXPORT
-    assert emu.requests.by_operation("snapshotFile") == []
+    assert not [p for p in good.parent.iterdir() if p != good], "a temporary file or sidecar was left"
 
 
 @reliability(

@@ -85,7 +85,9 @@ def test_existing_export_is_not_replaced_by_default(requests_mock, digest_conn, 
     target.write_bytes(b"good old export")
     with pytest.raises(SnapshotTransferError, match="already exists and overwrite=False"):
         transfer(tmp_path).execute(make_context())
-    assert target.read_bytes() == b"good old export" and link.call_count == 0
+    # copied to a temporary file to compare (an export whose sidecars were lost would be proven), never to dst
+    assert target.read_bytes() == b"good old export" and link.call_count == 1
+    assert files_under(target.parent) == [target.name]
 
 
 def test_overwrite_replaces_only_after_verification(requests_mock, digest_conn, tmp_path):
