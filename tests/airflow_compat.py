@@ -18,7 +18,14 @@ try:
 except ImportError:  # Airflow 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined]
 
-__all__ = ["AIRFLOW_MINOR", "TaskDeferred", "airflow_drops_connection_with_extra"]
+from airflow.sdk.execution_time import task_runner
+
+# The class the task runner catches to fail a task without retries (3.1 imports it inside a function).
+NO_RETRY_EXCEPTION: type[BaseException] = getattr(task_runner, "AirflowFailException", None) or __import__(
+    "airflow.exceptions", fromlist=["AirflowFailException"]
+).AirflowFailException
+
+__all__ = ["AIRFLOW_MINOR", "NO_RETRY_EXCEPTION", "TaskDeferred", "airflow_drops_connection_with_extra"]
 
 
 def airflow_drops_connection_with_extra(extra: Any) -> bool:

@@ -12,16 +12,16 @@ import os
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time import task_runner
 
 from airflow_provider_atlasflex.exceptions import AtlasApiError, AtlasFlexError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
+from tests.airflow_compat import NO_RETRY_EXCEPTION
 from tests.reliability.registry import reliability
 from tests.unit.fake_context import make_context
 
 pytestmark = pytest.mark.usefixtures("fresh_tokens", "fast_retries")
 
-NO_RETRY = task_runner.AirflowFailException
+NO_RETRY = NO_RETRY_EXCEPTION
 
 
 def request_link(**kwargs: Any) -> dict[str, Any]:

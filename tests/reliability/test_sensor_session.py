@@ -10,13 +10,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
+from airflow_provider_atlasflex.compat import AirflowSensorTimeout
 from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, RestoreJobFailedError
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.sensors import snapshot_url
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
+from tests.airflow_compat import TaskDeferred
 from tests.reliability.conftest import FakeClock
 from tests.reliability.registry import reliability
 from tests.unit.fake_context import make_context

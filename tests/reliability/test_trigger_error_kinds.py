@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import pytest
-from airflow.sdk.execution_time import task_runner
 
 from airflow_provider_atlasflex.exceptions import (
     AtlasApiError,
@@ -32,13 +31,14 @@ from airflow_provider_atlasflex.operators.restore_snapshot import AtlasFlexResto
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from airflow_provider_atlasflex.triggers.restore_job import EVENT_ERRORS, AtlasFlexRestoreJobTrigger, event_error
+from tests.airflow_compat import NO_RETRY_EXCEPTION
 from tests.reliability.conftest import secrets_of
 from tests.reliability.registry import reliability
 from tests.unit.fake_context import make_context
 
 pytestmark = pytest.mark.usefixtures("fresh_tokens", "fast_retries")
 
-NO_RETRY = task_runner.AirflowFailException
+NO_RETRY = NO_RETRY_EXCEPTION
 POLL = "getGroupFlexClusterBackupRestoreJob"
 UNKNOWN_JOB = "0123456789abcdef01234567"
 

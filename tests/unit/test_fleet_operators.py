@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
@@ -24,6 +23,7 @@ from airflow_provider_atlasflex.operators.night_report import (
 from airflow_provider_atlasflex.operators.restore_snapshot import AtlasFlexRestoreSnapshotOperator
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
+from tests.airflow_compat import TaskDeferred
 from tests.unit.fake_context import make_context
 
 
