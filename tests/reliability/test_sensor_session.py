@@ -13,8 +13,8 @@ import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, RestoreJobFailedError
+from airflow_provider_atlasflex.hooks import atlas_flex
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-from airflow_provider_atlasflex.sensors import snapshot_url
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from tests.reliability.conftest import FakeClock
@@ -45,7 +45,7 @@ class CountingHook(AtlasFlexHook):
 def hooks(monkeypatch: pytest.MonkeyPatch) -> type[CountingHook]:
     monkeypatch.setattr(CountingHook, "opened", [])
     monkeypatch.setattr(CountingHook, "closed", [])
-    monkeypatch.setattr(snapshot_url, "AtlasFlexHook", CountingHook)
+    monkeypatch.setattr(atlas_flex, "AtlasFlexHook", CountingHook)  # looked up there when execute() runs
     return CountingHook
 
 
