@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
 # Modules that register benchmarks, imported by run.py in this order.
-MODULES = ("benchmarks.transfer",)
+MODULES = ("benchmarks.transfer", "benchmarks.import_cost", "benchmarks.triggerer_scale")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ ATLASFLEX_BENCH_DIR (default ~/.cache/atlasflex-bench). Exits 1 when a goal FAIL
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import shutil
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name, function in BENCHMARKS.items():
             if not only or name in only:
-                rows += function(settings)
+                # stdout carries only the table: what a benchmark prints or logs (the triggerer's log lines) goes to stderr
+                with contextlib.redirect_stdout(sys.stderr):
+                    rows += function(settings)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)

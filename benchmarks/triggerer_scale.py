@@ -28,6 +28,9 @@ from contextlib import aclosing
 from multiprocessing.connection import Connection
 from typing import Any
 
+from benchmarks.registry import Row as TableRow
+from benchmarks.registry import Settings, benchmark
+
 MIB = 1024 * 1024
 POLL_INTERVAL = 1.0
 READY_ON_POLL = 3
@@ -240,6 +243,31 @@ def main(argv: list[str] | None = None) -> list[Row]:
             (f"triggerer {args.waits} waits: {name}", fmt.format(figure), base, "-" if target is None else f"<= {target:g}", verdict)
         )
     return rows
+
+
+@benchmark("triggerer_scale")
+def triggerer_scale_benchmark(settings: Settings) -> list[Row]:
+    """``make bench`` rows: 500 waits against the client-per-trigger baseline (smoke: 20 waits, no verdicts)."""
+    table = main(["--waits", "20"] if settings.smoke else [])
+    return [
+        TableRow(
+            goal=what,
+            figure=figure,
+            baseline=f"client per trigger: {baseline}",
+            ratio=_ratio(figure, baseline),
+            target=target,
+            passed=None if settings.smoke or verdict == "-" else verdict == "PASS",
+        )
+        for what, figure, baseline, target, verdict in table
+    ]
+
+
+def _ratio(figure: str, baseline: str) -> float | None:
+    try:
+        ours, theirs = float(figure.split()[0]), float(baseline.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return ours / theirs if theirs else None
 
 
 if __name__ == "__main__":

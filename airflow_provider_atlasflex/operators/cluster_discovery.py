@@ -15,7 +15,6 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasNotFoundError,
     AtlasUnexpectedAnswerError,
 )
-from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
 from airflow_provider_atlasflex.validation import (
@@ -27,6 +26,8 @@ from airflow_provider_atlasflex.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
 __all__ = ["ALL_PROJECTS", "AtlasFlexClusterDiscoveryOperator", "not_exportable_reason"]
 
@@ -104,6 +105,8 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         include = _checked_patterns(self.include, "include", allow_empty=False)
         exclude = _checked_patterns(self.exclude, "exclude", allow_empty=True)
         require_bool(self.require_completed_snapshot, "require_completed_snapshot")
+        from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         exportable: list[dict[str, str]] = []
         skipped: list[dict[str, str]] = []

@@ -11,11 +11,9 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_atlasflex.compat import default_deferrable
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
-from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.operators.cluster_discovery import UNEXPORTABLE_STATES
 from airflow_provider_atlasflex.restore_targets import restore_finished
-from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger, event_error
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -27,6 +25,8 @@ from airflow_provider_atlasflex.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
 __all__ = ["AtlasFlexRestoreSnapshotOperator"]
 
@@ -103,6 +103,8 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         timeout = require_timedelta(self.timeout, "timeout").total_seconds()
         if timeout <= 0:
             raise AtlasFlexConfigError(f"timeout must be greater than zero, got {self.timeout!r}.")
+        from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         try:
             group_id = hook.resolve_group_id(hook.config, group_id)  # reads the connection, sends nothing
@@ -144,6 +146,8 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
             if restore_finished(job):
                 return self._done(job, started)
             if self.deferrable:
+                from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+
                 self.defer(
                     trigger=AtlasFlexRestoreJobTrigger(
                         cluster_name=source,
@@ -200,4 +204,6 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         if status == "success":
             self.log.info("Restore job %s COMPLETED", event.get("restore_job_id"))
             return dict(event["job"])
+        from airflow_provider_atlasflex.triggers.restore_job import event_error
+
         raise event_error(event)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import DEFAULT_MIN_LINK_VALIDITY, public_job_view
 from airflow_provider_atlasflex.validation import (
@@ -69,6 +68,8 @@ class AtlasFlexSnapshotDownloadOperator(BaseOperator):
         group_id = optional_object_id(self.group_id, "group_id", "the connection's group_id extra")
         min_validity = require_timedelta(self.min_link_validity, "min_link_validity")
         require_bool(self.reuse_existing_job, "reuse_existing_job")
+        from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         try:
             group_id = hook.resolve_group_id(hook.config, group_id)

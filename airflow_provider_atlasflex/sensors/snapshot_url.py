@@ -11,10 +11,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_atlasflex.compat import AirflowSensorTimeout, default_deferrable, mask_secret
-from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
-from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger, event_error
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -26,6 +24,8 @@ from airflow_provider_atlasflex.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
 __all__ = ["AtlasFlexSnapshotUrlSensor"]
 
@@ -89,6 +89,8 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         only the first poke answers a challenge. Whatever ends execute() (ready, failed, timed out,
         rescheduled, deferred) closes it; a rescheduled or resumed try is a new process and a new hook.
         """
+        from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
         self._hook = AtlasFlexHook(conn_id)
         try:
             yield
@@ -125,6 +127,8 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         if isinstance(result, PokeReturnValue) and result.is_done:
             return result.xcom_value
         poked_at = time.time()
+        from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+
         self.defer(
             trigger=AtlasFlexRestoreJobTrigger(
                 cluster_name=cluster,
@@ -145,6 +149,8 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
         if self._hook is not None:
             job = self._hook.get_restore_job(cluster, job_id, group_id)
         else:  # poke() called on its own, outside execute()
+            from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
             hook = AtlasFlexHook(conn_id)
             try:
                 job = hook.get_restore_job(cluster, job_id, group_id)
@@ -167,4 +173,6 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
             return event["job"]
         if status == "timeout":
             raise AirflowSensorTimeout(event.get("message") or "Restore job trigger timed out.")
+        from airflow_provider_atlasflex.triggers.restore_job import event_error
+
         raise event_error(event)

@@ -17,7 +17,6 @@ from airflow_provider_atlasflex.exceptions import (
     SnapshotLinkExpiredError,
     SnapshotTransferError,
 )
-from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.restore_jobs import is_reusable_download, parse_atlas_time, ready_snapshot_url, utcnow
 from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
@@ -69,6 +68,8 @@ from airflow_provider_atlasflex.validation import (
 
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
 __all__ = ["AtlasFlexSnapshotToStorageOperator"]
 
@@ -178,6 +179,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
         cluster, job_id = self.cluster_name, self.restore_job_id
+        from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+
         hook = AtlasFlexHook(self.atlas_conn_id)
         try:
             group_id = hook.resolve_group_id(hook.config, self.group_id)

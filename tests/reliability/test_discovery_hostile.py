@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, AtlasUnexpectedAnswerError
+from airflow_provider_atlasflex.hooks import atlas_flex
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.operators import cluster_discovery
 from airflow_provider_atlasflex.operators.night_report import FAILED, SKIPPED, build_night_report
@@ -47,7 +48,7 @@ class ListingHook:
 
 def discover(monkeypatch, clusters: list[dict[str, Any]], failures: dict[str, Exception]) -> dict[str, Any]:
     hook = type("Hook", (ListingHook,), {"clusters": clusters, "failures": failures})
-    monkeypatch.setattr(cluster_discovery, "AtlasFlexHook", hook)
+    monkeypatch.setattr(atlas_flex, "AtlasFlexHook", hook)  # looked up there when execute() runs
     operator = cluster_discovery.AtlasFlexClusterDiscoveryOperator(task_id="discover_clusters")
     return operator.execute(make_context())  # type: ignore[arg-type]
 

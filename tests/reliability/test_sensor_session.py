@@ -13,8 +13,8 @@ import pytest
 
 from airflow_provider_atlasflex.compat import AirflowSensorTimeout
 from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, RestoreJobFailedError
+from airflow_provider_atlasflex.hooks import atlas_flex
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-from airflow_provider_atlasflex.sensors import snapshot_url
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from tests.airflow_compat import TaskDeferred
@@ -46,7 +46,7 @@ class CountingHook(AtlasFlexHook):
 def hooks(monkeypatch: pytest.MonkeyPatch) -> type[CountingHook]:
     monkeypatch.setattr(CountingHook, "opened", [])
     monkeypatch.setattr(CountingHook, "closed", [])
-    monkeypatch.setattr(snapshot_url, "AtlasFlexHook", CountingHook)
+    monkeypatch.setattr(atlas_flex, "AtlasFlexHook", CountingHook)  # looked up there when execute() runs
     return CountingHook
 
 

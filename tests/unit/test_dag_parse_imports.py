@@ -1,0 +1,80 @@
+"""DAG files import us on every parse: what the example DAGs import must not pull heavy modules (issue 8, goal 3).
+
+Each example DAG's provider imports run in a fresh interpreter after ``import airflow.sdk``; the modules
+that became loaded are compared with a list of heavy ones (HTTP client stacks, form libraries, cloud SDKs,
+the emulator, the trigger machinery). This is a regression test, not a timing: the figure is in
+``benchmarks/import_cost.py`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DAGS = Path(__file__).resolve().parents[2] / "dags_examples"
+PACKAGE = "airflow_provider_atlasflex"
+# Loaded only when a task runs (hooks) or defers (triggers), never while a DAG file is parsed.
+HEAVY = (
+    "requests",
+    "urllib3",
+    "httpx",
+    "pendulum.parsing",
+    "wtforms",
+    "flask",
+    "isal",
+    "botocore",
+    "s3fs",
+    f"{PACKAGE}.testing",
+    f"{PACKAGE}.hooks.atlas_flex",
+    f"{PACKAGE}.hooks.atlas_flex_async",
+    f"{PACKAGE}.triggers",
+    "airflow.triggers",
+)
+
+
+def provider_imports(dag_file: Path) -> list[str]:
+    """The provider modules a DAG file imports at module level (what every parse pays for)."""
+    modules = []
+    for node in ast.parse(dag_file.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE):
+            modules.append(node.module)
+        elif isinstance(node, ast.Import):
+            modules += [alias.name for alias in node.names if alias.name.startswith(PACKAGE)]
+    return modules
+
+
+def newly_loaded_heavy(modules: list[str]) -> list[str]:
+    code = (
+        "import importlib, json, sys\n"
+        "import airflow.sdk\n"
+        "before = set(sys.modules)\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(json.dumps(sorted(m for m in set(sys.modules) - before\n"
+        "                        if any(m == h or m.startswith(h + '.') for h in heavy))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+DAG_FILES = sorted(p for p in DAGS.glob("*.py") if p.name != "__init__.py")
+
+
+def test_every_example_dag_imports_the_provider() -> None:
+    assert DAG_FILES, f"no example DAGs found under {DAGS}"
+    assert all(provider_imports(p) for p in DAG_FILES), "an example DAG imports nothing from the provider"
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.stem)
+def test_dag_parse_loads_no_heavy_module(dag_file: Path) -> None:
+    loaded = newly_loaded_heavy(provider_imports(dag_file))
+    assert loaded == [], (
+        f"parsing {dag_file.name} loads {loaded}: import these inside execute()/the methods that use them"
+    )
