@@ -17,7 +17,7 @@ MATRIX_DIR := .matrix
 # and the installed-wheel checks (the wheel in a fresh venv runs the demo).
 MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_copies_every_cluster[poke-digest] tests/packaging
 
-.PHONY: demo test unit e2e bench clean matrix ci-matrix constraints
+.PHONY: demo test unit e2e bench lint clean matrix ci-matrix constraints
 # Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
 .PRECIOUS: $(MATRIX_DIR)/venv-%/.installed
 
@@ -40,6 +40,11 @@ unit: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e
+
+# Style and types (CI runs it): ruff over the tree, mypy over the package.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

@@ -9,9 +9,8 @@ from typing import Any
 import httpx
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
-from airflow_provider_atlasflex.hooks import connection_form
+from airflow_provider_atlasflex.hooks import connection_form, shared_clients
 from airflow_provider_atlasflex.hooks import operations as ops
-from airflow_provider_atlasflex.hooks import shared_clients
 from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,

@@ -257,7 +257,7 @@ def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], timeout: flo
         if process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:

@@ -83,7 +83,7 @@ def database_text(sandbox: AirflowSandbox) -> dict[str, str]:
     with sqlite3.connect(sandbox.home / "airflow.db") as db:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for name in names:
-            rows = db.execute(f'SELECT * FROM "{name}"').fetchall()  # noqa: S608 - names from sqlite_master
+            rows = db.execute(f'SELECT * FROM "{name}"').fetchall()
             tables[name] = "\n".join(" | ".join(_text(v) for v in row) for row in rows)
     return tables
 

@@ -21,7 +21,6 @@ import math
 import os
 import re
 import socket
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any

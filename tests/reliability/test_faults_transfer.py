@@ -7,6 +7,7 @@ is byte-identical to what "Atlas" served (``emu.expected_sha256``) and that noth
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import signal
 import subprocess
@@ -66,7 +67,7 @@ def assert_resumed_from_kept_bytes(emu) -> list[int]:
     gets = emu.requests.by_operation("snapshotFile")
     assert gets[0].headers.get("Range") is None
     starts = [0]
-    for previous, resume in zip(gets, gets[1:]):
+    for previous, resume in itertools.pairwise(gets):
         start = int(resume.headers["Range"].removeprefix("bytes=").removesuffix("-"))
         assert starts[-1] < start <= starts[-1] + previous.response_body_length
         starts.append(start)

@@ -44,7 +44,7 @@ def run_task_processes(work: Callable[[int], None], count: int, parallel: int = 
         try:
             work(i)
             code = 0
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - a forked child reports any failure as its exit code
             code = 1
         atexit._run_exitfuncs()  # the supervisor runs the handlers a task registered
         os._exit(code)

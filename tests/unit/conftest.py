@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-
 BASE = "https://atlas.test"
 GROUP = "5f1b2c3d4e5f60718293a4b5"
 SNAP = "6a1b2c3d4e5f60718293a4b6"

@@ -6,13 +6,14 @@ import time
 
 import pytest
 from airflow.sdk import PokeReturnValue
+
 from airflow_provider_atlasflex.compat import AirflowSensorTimeout
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
 from tests.airflow_compat import TaskDeferred
-from tests.unit.conftest import CLUSTER, CLUSTER_URL, GROUP, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
+from tests.unit.conftest import CLUSTER, CLUSTER_URL, JOB, JSON_HEADERS, SNAP, SNAP_OLD, job
 from tests.unit.fake_context import make_context
 
 SNAPSHOTS = {
