@@ -69,6 +69,21 @@ def prepare_workdir(workdir: Path) -> None:
     (workdir / WORKDIR_MARKER).touch()
 
 
+def _sidecars_agree(path: Path, snapshot_id: str, size: int, digest: str) -> tuple[bool, str]:
+    """Check the export's ``.sha256`` (``sha256sum -c`` format) and ``.json`` manifest against the file."""
+    sha_file, manifest_file = path.with_name(path.name + ".sha256"), path.with_name(path.name + ".json")
+    if not sha_file.is_file() or not manifest_file.is_file():
+        return False, f"sidecars MISSING beside {path.name} (the export is unproven)"
+    manifest = json.loads(manifest_file.read_text())
+    agree = sha_file.read_text() == f"{digest}  {path.name}\n" and (
+        manifest.get("snapshot_id"), manifest.get("bytes"), manifest.get("sha256")
+    ) == (snapshot_id, size, digest)
+    snapshot = manifest.get("snapshot") or {}
+    detail = f"snapshot finished {snapshot.get('finishTime')}, MongoDB {snapshot.get('mongoDBVersion')}"
+    verdict = "agree with the file" if agree else "DISAGREE with the file"
+    return agree, f"sidecars {sha_file.name} (sha256sum -c) and {manifest_file.name} ({detail}) {verdict}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where Airflow's home and exports go")
@@ -128,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
             path = found[0]
             size, digest = path.stat().st_size, file_sha256(path)
             matches = size == emu.snapshot_size_of(snapshot_id) and digest == emu.expected_sha256(snapshot_id)
-            failures += not matches
+            proven, proof = _sidecars_agree(path, snapshot_id, size, digest)
+            failures += not (matches and proven)
             print(f"{cluster}: {path}")
             print(f"    {size:,} bytes  sha256 {digest}  {'matches what Atlas served' if matches else 'MISMATCH'}")
+            print(f"    {proof}")
     print("\nDemo OK: every snapshot exported and verified." if not failures else f"\n{failures} export(s) failed.")
     return 1 if failures else 0
 
