@@ -21,12 +21,13 @@ MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_copies_e
 # Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
 .PRECIOUS: $(MATRIX_DIR)/venv-%/.installed
 
-# pip's -c pins Airflow and its dependencies to a set proven to work (constraints/README.md).
+# pip's -c pins Airflow and its dependencies to a set proven to work (constraints/README.md); on a Python
+# other than the one the pins were frozen on, only their '# pinned:' fixes apply (constraints/select.py).
 $(STAMP): pyproject.toml constraints/airflow-$(NEWEST).txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints/airflow-$(NEWEST).txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c "$$($(BIN)/python constraints/select.py $(NEWEST) $(VENV)/pins.txt)" -e '.[test]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -61,7 +62,7 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_DIR)/venv-$*
 	$(PYTHON) -m venv $(MATRIX_DIR)/venv-$*
 	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet --upgrade pip
-	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet -c constraints/airflow-$*.txt -e '.[test]'
+	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet -c "$$($(MATRIX_DIR)/venv-$*/bin/python constraints/select.py $* $(MATRIX_DIR)/venv-$*/pins.txt)" -e '.[test]'
 	@touch $@
 
 matrix-%: $(MATRIX_DIR)/venv-%/.installed

@@ -9,8 +9,9 @@ cluster over itself, and this DAG only accepts scratch clusters whose name start
 ``restore-drill`` (the param's pattern), so a manual trigger cannot point it at a production
 cluster. Create the scratch flex cluster once (Atlas UI or CLI) and keep it for drills.
 
-Scheduled weekly (Sunday 05:00 UTC, after the nightly export). Once the export emits Airflow
-Assets, schedule this DAG on the cluster's Asset instead to drill every new export.
+Scheduled weekly (Sunday 05:00 UTC, after the nightly export). To drill every new export
+instead, schedule it on the cluster's Asset, ``Asset("mongodb-atlas://<group_id>/<cluster>")``,
+which each export's copy task updates.
 """
 
 from __future__ import annotations

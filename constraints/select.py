@@ -1,0 +1,33 @@
+"""Print the pip constraints file for one Airflow minor on the Python running this script.
+
+The full files (constraints/airflow-MINOR.txt) are a ``pip freeze`` made on one Python version (their
+first line says which): on that Python they reproduce the tested working set exactly. On another
+Python some of those exact versions may not exist (e.g. newer releases that dropped 3.10), so only
+the lines marked ``# pinned:`` apply there (the fixes for dependency drift that breaks an Airflow
+release) and pip resolves the rest; they are written to OUT, whose path is printed.
+
+    python constraints/select.py MINOR OUT
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+
+def main(minor: str, out: str) -> str:
+    full = Path(__file__).with_name(f"airflow-{minor}.txt")
+    lines = full.read_text().splitlines()
+    made_on = re.search(r"on Python (\d+\.\d+)", lines[0]) if lines else None
+    running = "%d.%d" % sys.version_info[:2]
+    if made_on and made_on.group(1) == running:
+        return str(full)
+    pinned = [line for line in lines if not line.startswith("#") and "# pinned:" in line]
+    pinned.append(next(line for line in lines if line.lower().startswith("apache-airflow==")))
+    Path(out).write_text("\n".join(pinned) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    print(main(*sys.argv[1:3]))
