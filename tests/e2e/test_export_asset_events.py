@@ -42,9 +42,14 @@ def test_nightly_export_records_one_asset_event_per_cluster(sandbox, tmp_path):
         result = sandbox.dags_test(
             DAG_ID,
             logical_date=RUN_DATE,
-            conf={"clusters": list(CLUSTERS), "destination_root": exports.as_uri()},
+            conf={"clusters": list(CLUSTERS)},
             connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
-            env={"AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False", "ATLAS_FLEX_POLL_SECONDS": "1"},
+            env={
+                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
+                "ATLAS_FLEX_POLL_SECONDS": "1",
+                # The destination is deployment configuration (a Variable), not run conf.
+                "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
+            },
             timeout=240,
         )
         assert result.succeeded, result.tail()
