@@ -20,7 +20,7 @@ def main(minor: str, out: str) -> str:
     full = Path(__file__).with_name(f"airflow-{minor}.txt")
     lines = full.read_text().splitlines()
     made_on = re.search(r"on Python (\d+\.\d+)", lines[0]) if lines else None
-    running = "%d.%d" % sys.version_info[:2]
+    running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if made_on and made_on.group(1) == running:
         return str(full)
     pinned = [line for line in lines if not line.startswith("#") and "# pinned:" in line]
