@@ -195,7 +195,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             warning = private_root_warning(destination_root(self.dst))
             if warning:
                 self.log.warning("%s", warning)
-            present = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
+            present, unproven = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
             if present is not None:
                 record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
@@ -220,6 +220,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 snapshot_id,
                 group_id,
                 may_refresh=may_refresh,
+                unproven=unproven,
                 write_sidecars=lambda res: self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, res),
             )
         finally:
@@ -249,8 +250,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
     def _already_exported(
         self, dst: ObjectStoragePath, cluster: str, snapshot_id: str, group_id: str, job_id: str
-    ) -> dict[str, Any] | None:
-        """The result for a ``dst`` whose sidecars prove it holds this snapshot; None to copy; raise if refused.
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The result for a ``dst`` whose sidecars prove it holds this snapshot (else None: copy), and why an
+        existing ``dst`` is unproven (None if there was nothing to prove); raise if refused.
 
         A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
         trusted only if :func:`prove_export` holds (sidecars for this snapshot, size, and a re-hash).
@@ -258,24 +260,22 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         sidecars) is not refused here: the copy goes to this attempt's own temporary file, and the
         no-clobber commit decides (see :meth:`_copy`): ``dst`` is never touched.
         """
-        self.__dict__["_atlasflex_unproven"] = None
         try:
             if not refuse_unsafe_destination(dst):
-                return None
+                return None, None
         except SnapshotTransferError as exc:
             raise SnapshotTransferError(f"Export of snapshot {snapshot_id} of {cluster!r} refused: {exc}") from None
         proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id)
         if not proof.proven:
             if self.overwrite:
                 self.log.info("%s exists and will be replaced (overwrite=True): %s", dst, proof.reason)
-                return None
-            self.__dict__["_atlasflex_unproven"] = proof.reason
+                return None, None
             self.log.info(
                 "%s exists but is unproven (%s): copying to a temporary file to compare; dst is not touched "
                 "(overwrite=False)",
                 dst, proof.reason,
             )
-            return None
+            return None, proof.reason
         manifest = proof.manifest or {}
         paths = sidecar_paths(dst)
         self.log.info(
@@ -293,7 +293,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             sha256=manifest["sha256"],
             exported_at=manifest.get("exported_at"),
             already_present=True,
-        )
+        ), None
 
     def _snapshot_metadata(
         self, hook: AtlasFlexHook, job: dict[str, Any], cluster: str, snapshot_id: str, group_id: str
@@ -341,6 +341,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 f"{result.sha256}) but its sidecars could not be written: {getattr(exc, 'strerror', None) or exc}. "
                 "The file is unproven until they exist: fix the destination and retry with overwrite=True."
             ) from None
+
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when its provider is installed): the cluster's snapshot in, the committed file out."""
         return openlineage_facets(self)
@@ -355,6 +356,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         group_id: str,
         *,
         may_refresh: bool,
+        unproven: str | None,
         write_sidecars: Callable[[DownloadResult], Any],
     ) -> tuple[DownloadResult, bool, Any]:
         """Copy, commit, write the sidecars and re-check, holding the per-``dst`` lock from the publish on.
@@ -367,7 +369,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             dst, overwrite=self.overwrite, file_mode=self.file_mode, dir_mode=self.dir_mode, hold_dst_lock=True
         )
         try:
-            result, raced = self._download_and_commit(commit, url, dst, hook, cluster, snapshot_id, group_id, may_refresh)
+            result, raced = self._download_and_commit(
+                commit, url, dst, hook, cluster, snapshot_id, group_id, may_refresh, unproven
+            )
             sidecars = write_sidecars(result)
             if not _still_ours(commit, dst, result, raced):
                 raise SnapshotTransferError(
@@ -390,9 +394,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         snapshot_id: str,
         group_id: str,
         may_refresh: bool,
+        unproven: str | None,
     ) -> tuple[DownloadResult, bool]:
-        """Copy into this attempt's temporary file and commit it; True if ``dst`` already held identical bytes."""
-        unproven = self.__dict__.get("_atlasflex_unproven")
+        """Copy into this attempt's temporary file and commit it; True if ``dst`` already held identical bytes.
+
+        ``unproven`` is why an existing ``dst`` could not be trusted (None when there was none to prove).
+        """
         try:
             commit.open()
             download = ResumableDownload(
