@@ -20,7 +20,9 @@ therefore writes its own temporary object, under a unique name, and publishes ex
 The window between the publish and the sidecars (written by the caller): with ``hold_dst_lock`` a
 local commit takes an exclusive ``flock`` on ``.<name>.atlasflex-lock`` beside ``dst`` just before
 its publish and keeps it until :meth:`ExportCommit.release`, so two writers' publish-then-sidecars
-never interleave; the caller re-checks :meth:`ExportCommit.still_published` and the sidecars before
+never interleave (retention takes the same lock, :class:`DestinationLock`, to delete an export). The wait
+for it is bounded (``lock_timeout``, default 5 minutes): a hung holder fails later writers with a
+retryable :class:`DestinationLockedError` naming the lock file instead of blocking them for ever. The caller re-checks :meth:`ExportCommit.still_published` and the sidecars before
 reporting success. Where there are no locks (generic fsspec, S3, a filesystem without ``flock``)
 only that re-check remains: a writer overtaken in the window reports failure, but its sidecars may
 then sit beside the other writer's bytes until that writer's own sidecars land (or a retry); the
@@ -39,6 +41,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import math
 import os
 import re
 import secrets
@@ -61,6 +64,11 @@ PARTIAL_NAME = re.compile(r"^\..+" + re.escape(PARTIAL_SUFFIX) + "$")
 # Where locks cannot tell a dead attempt from a live one, a temporary this old is abandoned: a live
 # copy keeps writing (its mtime moves) and cannot outlive its links (4 h each, one refresh).
 STALE_PARTIAL_AGE = 24 * 3600.0
+# How long a writer waits for the per-dst lock: far longer than any publish + sidecars (milliseconds), short
+# enough that a hung holder fails the waiting task visibly, within its retries, instead of holding its slot for ever.
+DEFAULT_LOCK_TIMEOUT = 300.0
+MAX_LOCK_TIMEOUT = 24 * 3600.0
+_LOCK_FIRST_PAUSE, _LOCK_MAX_PAUSE = 0.01, 1.0
 DEFAULT_FILE_MODE = 0o600
 DEFAULT_DIR_MODE = 0o700
 LOCAL_PROTOCOLS = ("file", "local")
@@ -70,6 +78,110 @@ log = logging.getLogger(__name__)
 
 class DestinationExistsError(SnapshotTransferError):
     """``overwrite=False`` and ``dst`` exists: another writer committed first (nothing was replaced)."""
+
+
+class DestinationLockedError(SnapshotTransferError):
+    """The per-``dst`` lock stayed held by another process for the whole wait (retryable: nothing was changed)."""
+
+
+def check_lock_timeout(value: Any, what: str = "lock_timeout") -> float:
+    """Seconds to wait for the per-``dst`` lock: a finite number from 0 to :data:`MAX_LOCK_TIMEOUT`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_LOCK_TIMEOUT
+    ):
+        raise AtlasFlexConfigError(
+            f"{what} must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:g} (default {DEFAULT_LOCK_TIMEOUT:g}: "
+            f"how long a copy waits for another task writing the same dst), got {value!r}."
+        )
+    return float(value)
+
+
+class DestinationLock:
+    """The per-``dst`` lock: an exclusive ``flock`` on ``.<name>.atlasflex-lock`` beside ``dst`` (local disks).
+
+    Taken by a commit from just before its publish until its sidecars are written and re-checked,
+    and by retention around the deletion of an export and its sidecars: whoever holds it sees the
+    file and its sidecars consistent. The wait is bounded (a hung holder, e.g. a stuck NFS write or
+    a SIGSTOPped task, must not block every later writer for ever, silently, holding a worker slot):
+    after ``timeout`` seconds :class:`DestinationLockedError` names the lock file. The lock is freed
+    by the kernel when its holder dies; a holder removes the lock file when it releases it (while
+    still holding it), and a waiter that then finds its name pointing elsewhere retries on the new file.
+    The lock file is never opened through a symlink and must be a regular file.
+    """
+
+    def __init__(self, dst_path: str, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
+        directory, name = os.path.split(dst_path)
+        self.dst_path = dst_path
+        self.path = os.path.join(directory, f".{name}{LOCK_SUFFIX}")
+        self.file_mode = file_mode
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, timeout: float, *, waiting_for: str) -> bool:
+        """Take the lock, waiting at most ``timeout`` seconds (0: one try); False if the filesystem has no locks.
+
+        ``waiting_for`` says what the caller needs it for, in the one log line written while waiting.
+        Raises :class:`DestinationLockedError` when another process holds it for the whole wait.
+        """
+        if self._fd is not None:
+            return True
+        deadline = time.monotonic() + timeout
+        pause, announced = _LOCK_FIRST_PAUSE, False
+        for _ in range(1000):  # a new lock file per release by a holder: bounded, like the wait itself
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise SnapshotTransferError(f"{self.path} is not a regular file: refusing it as the lock of {self.dst_path}")
+                while (taken := _try_lock(fd)) is False:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise DestinationLockedError(self._held_too_long(timeout))
+                    if not announced:
+                        announced = True
+                        log.info(
+                            "Waiting up to %g s for the lock %s to %s: another task or process is writing or "
+                            "deleting %s right now",
+                            timeout, self.path, waiting_for, self.dst_path,
+                        )
+                    time.sleep(min(pause, remaining))
+                    pause = min(pause * 2, _LOCK_MAX_PAUSE)
+                if taken is None:
+                    os.close(fd)
+                    log.warning("%s has no file locks: the export and its sidecars are re-checked, not locked", self.path)
+                    return False
+                if _same_inode(os.fstat(fd), _lstat(self.path)):
+                    self._fd = fd
+                    return True
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)  # its holder removed it while we waited: take the new one
+        raise SnapshotTransferError(f"could not take the lock {self.path} of {self.dst_path}: it keeps being replaced")
+
+    def release(self) -> None:
+        """Remove the lock file while still holding it, then let go; idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            try:
+                if _same_inode(os.fstat(fd), _lstat(self.path)):
+                    os.unlink(self.path)  # while still holding it: waiters then retry on a new file
+            finally:
+                os.close(fd)  # releases the flock
+
+    def _held_too_long(self, timeout: float) -> str:
+        return (
+            f"gave up after {timeout:g} s waiting for the lock {self.path}: another task or process is still "
+            f"writing (or deleting) {self.dst_path} and held the lock all that time. Nothing was changed; retry "
+            "later. If no other task should be writing it, look for a stuck one (a hung network-filesystem write, a "
+            "stopped or zombie task) holding it, e.g. with `fuser -v` or `lsof` on the lock file, and stop it: the "
+            "lock frees itself when its holder dies. Raise lock_timeout to wait longer."
+        )
 
 
 def check_modes(file_mode: Any, dir_mode: Any) -> None:
@@ -132,16 +244,23 @@ def export_commit(
     file_mode: int = DEFAULT_FILE_MODE,
     dir_mode: int = DEFAULT_DIR_MODE,
     hold_dst_lock: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> ExportCommit:
     """The commit strategy for ``dst``'s filesystem.
 
     ``hold_dst_lock`` (local disks): ``commit()`` takes the per-``dst`` lock and keeps it until
     :meth:`ExportCommit.release`, so the publish and the sidecars of one attempt are never interleaved
-    with another attempt's.
+    with another attempt's; it waits at most ``lock_timeout`` seconds for a writer holding it
+    (then :class:`DestinationLockedError`).
     """
     if is_local(dst):
         return LocalExportCommit(
-            dst, overwrite=overwrite, file_mode=file_mode, dir_mode=dir_mode, hold_dst_lock=hold_dst_lock
+            dst,
+            overwrite=overwrite,
+            file_mode=file_mode,
+            dir_mode=dir_mode,
+            hold_dst_lock=hold_dst_lock,
+            lock_timeout=lock_timeout,
         )
     from airflow_provider_atlasflex.transfers import object_store_commit  # imports this module
 
@@ -202,7 +321,14 @@ class LocalExportCommit(ExportCommit):
     """Local disk: exclusive, locked, fsynced temporary file; ``link`` or ``rename``; directory fsync."""
 
     def __init__(
-        self, dst: ObjectStoragePath, *, overwrite: bool, file_mode: int, dir_mode: int, hold_dst_lock: bool = False
+        self,
+        dst: ObjectStoragePath,
+        *,
+        overwrite: bool,
+        file_mode: int,
+        dir_mode: int,
+        hold_dst_lock: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
     ) -> None:
         super().__init__(dst, overwrite=overwrite)
         self.file_mode = file_mode
@@ -210,8 +336,8 @@ class LocalExportCommit(ExportCommit):
         self.hold_dst_lock = hold_dst_lock
         self._directory = os.path.dirname(dst.path)
         self._fd: int | None = None
-        self._lock_fd: int | None = None
-        self._lock_path = ""
+        self.lock_timeout = lock_timeout
+        self._lock: DestinationLock | None = None
         self._inode: tuple[int, int] | None = None
 
     @property
@@ -283,43 +409,16 @@ class LocalExportCommit(ExportCommit):
         return self.committed and published is not None and (published.st_dev, published.st_ino) == self._inode
 
     def _lock_dst(self) -> None:
-        """Wait for and take ``.<name>.atlasflex-lock`` beside ``dst`` (never through a planted symlink).
-
-        The holder removes the lock file when it releases it, so none are left behind; a waiter that
-        then gets the lock of a removed file sees that its name no longer points at it, and retries.
-        """
-        if self._lock_fd is not None:
-            return
-        path = os.path.join(self._directory, f".{self.dst.name}{LOCK_SUFFIX}")
-        for _ in range(1000):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode)
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise SnapshotTransferError(f"{path} is not a regular file: refusing it as the lock of {self.dst}")
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if _same_inode(os.fstat(fd), _lstat(path)):
-                    self._lock_fd, self._lock_path = fd, path
-                    return
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-                    log.warning("%s has no file locks: the export and its sidecars are re-checked, not locked", path)
-                    return
-                raise
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # its holder removed it while we waited: take the new one
-        raise SnapshotTransferError(f"could not take the lock {path} of {self.dst}: it keeps being replaced")
+        """Take ``.<name>.atlasflex-lock`` beside ``dst``, waiting at most ``lock_timeout`` (see :class:`DestinationLock`)."""
+        if self._lock is None:
+            lock = DestinationLock(self._dst, file_mode=self.file_mode)
+            lock.acquire(self.lock_timeout, waiting_for="publish this attempt's verified copy")
+            self._lock = lock
 
     def release(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            try:
-                if _same_inode(os.fstat(fd), _lstat(self._lock_path)):
-                    os.unlink(self._lock_path)  # while still holding it: waiters then retry on a new file
-            finally:
-                os.close(fd)  # releases the flock
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def _link_no_clobber(self) -> None:
         try:

@@ -23,8 +23,10 @@ from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, open
 from airflow_provider_atlasflex.transfers.commit import (
     DEFAULT_DIR_MODE,
     DEFAULT_FILE_MODE,
+    DEFAULT_LOCK_TIMEOUT,
     DestinationExistsError,
     ExportCommit,
+    check_lock_timeout,
     check_modes,
     export_commit,
     refuse_unsafe_destination,
@@ -105,6 +107,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     :param link_refresh_timeout: seconds to wait for a fresh link when the first one expired (default 1800).
     :param file_mode: permission bits of the export and its sidecars on local disks (default 0o600).
     :param dir_mode: permission bits of directories it creates on local disks (default 0o700).
+    :param lock_timeout: seconds to wait, on local disks, for another task that holds the lock of the same
+        ``dst`` (publishing or deleting it) before failing with a retryable error naming the lock file
+        (default 300; 0: do not wait).
     """
 
     template_fields: Sequence[str] = (
@@ -137,6 +142,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         link_refresh_poll_interval: float = 10.0,
         file_mode: int = DEFAULT_FILE_MODE,
         dir_mode: int = DEFAULT_DIR_MODE,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [EXPORT_ALIAS])  # one Asset event per export (see asset_events)
@@ -157,6 +163,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.link_refresh_poll_interval = link_refresh_poll_interval
         self.file_mode = file_mode
         self.dir_mode = dir_mode
+        self.lock_timeout = lock_timeout
 
     def _check_arguments(self) -> None:
         require_cluster_name(self.cluster_name)
@@ -175,6 +182,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         require_positive_number(self.link_refresh_timeout, "link_refresh_timeout", allow_zero=True)
         require_positive_number(self.link_refresh_poll_interval, "link_refresh_poll_interval")
         check_modes(self.file_mode, self.dir_mode)
+        check_lock_timeout(self.lock_timeout)
 
     def execute(self, context: Context) -> dict[str, Any]:
         self._check_arguments()
@@ -366,7 +374,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         them; otherwise the task fails (it never reports success for bytes that are not at ``dst``).
         """
         commit = export_commit(
-            dst, overwrite=self.overwrite, file_mode=self.file_mode, dir_mode=self.dir_mode, hold_dst_lock=True
+            dst,
+            overwrite=self.overwrite,
+            file_mode=self.file_mode,
+            dir_mode=self.dir_mode,
+            hold_dst_lock=True,
+            lock_timeout=self.lock_timeout,
         )
         try:
             result, raced = self._download_and_commit(
