@@ -9,9 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
-from airflow_provider_atlasflex.transfers.commit import is_local, sweep_dead_partials_local, sweep_stale_partials
+from airflow_provider_atlasflex.transfers.commit import (
+    DestinationLock,
+    DestinationLockedError,
+    is_local,
+    sweep_dead_partials_local,
+    sweep_stale_partials,
+)
 from airflow_provider_atlasflex.transfers.export_check import (
     MIB,
     VERIFIED,
@@ -37,6 +43,9 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
 VERIFY_MODES = ("size", "full")
+# How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
+# a publish and its sidecars take milliseconds, and retention has no reason to wait long for anything.
+RETENTION_LOCK_WAIT = 5.0
 
 
 class AtlasFlexExportRetentionOperator(BaseOperator):
@@ -66,6 +75,11 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     * just before each unlink the manifest is re-read (and, for sidecars, the file's absence
       re-checked): if the export was re-committed since the listing (another snapshot id or
       sha256, or a file back in place), nothing more of it is deleted and the next run judges it.
+    * on local disks each export is deleted holding its per-``dst`` lock, the one a copy holds
+      from its publish until its sidecars are written (:class:`~.commit.DestinationLock`): a copy
+      re-committing the same name never interleaves with the deletion (no file left without its
+      manifest, no fresh export deleted half-way). An export whose lock a writer holds for more
+      than a few seconds is skipped (logged) and judged by the next run.
 
     Temporary files of dead copy attempts (``.*.atlasflex-partial``) under ``root`` are swept too,
     with the transfer's own rules: on local disks only those whose attempt's lock is free, elsewhere
@@ -203,7 +217,9 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 if self._delete(found, errors, export_too=True):
                     report["deleted"].append(_entry(found, taken, "outside the retention policy"))
                 else:
-                    report["kept"].append(_entry(found, taken, "changed since the listing: judged by the next run"))
+                    report["kept"].append(
+                        _entry(found, taken, "changed since the listing, or being written: judged by the next run")
+                    )
         self.log.info(
             "%s %d export(s), kept %d, cleaned %d orphaned sidecar set(s) under %s",
             verb,
@@ -272,14 +288,39 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return taken_at(found.manifest)
 
     def _delete(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
-        """File, then ``.sha256``, then the manifest; a file already gone (a racing run) is fine.
+        """File, then ``.sha256``, then the manifest, holding the export's per-``dst`` lock (local disks).
 
         Before each unlink the export is checked against the listing (:meth:`_changed_since_listing`),
         so a re-commit at the same path since then loses nothing. Returns False when the export was
-        left alone for that reason; a failed unlink is added to ``errors``.
+        left alone for that reason or because a writer holds its lock; a failed unlink is added to ``errors``.
         """
         if self.is_dry_run:
             return True
+        lock = DestinationLock(str(found.path.path)) if is_local(found.path) else None
+        if lock is not None:
+            try:
+                lock.acquire(RETENTION_LOCK_WAIT, waiting_for="delete it and its sidecars")
+            except DestinationLockedError:
+                self.log.warning(
+                    "Not deleting %s now: a copy task holds its lock %s (it is committing this export); "
+                    "the next run judges it",
+                    found.path,
+                    lock.path,
+                )
+                return False
+            except FileNotFoundError:
+                lock = None  # its directory is gone, and the export with it: the unlinks below find nothing
+            except (OSError, SnapshotTransferError) as exc:
+                self.log.error("Not deleting %s: its lock %s cannot be taken: %s", found.path, lock.path, exc)
+                errors.append(f"  {found.path}: its lock {lock.path} cannot be taken: {exc}")
+                return False
+        try:
+            return self._delete_unlocked(found, errors, export_too=export_too)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _delete_unlocked(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
         export = found.path
         sidecars = sidecar_paths(export)
         for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):

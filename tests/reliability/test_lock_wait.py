@@ -67,9 +67,7 @@ def holders() -> Iterator[list[LockHolder]]:
     "'gave up after 2 s waiting for the lock .../.<name>.atlasflex-lock: another task or process is still writing "
     "... look for a stuck one ... the lock frees itself when its holder dies. Raise lock_timeout to wait longer.'",
 )
-def test_hung_lock_holder_makes_the_writer_give_up_then_the_retry_succeeds(
-    emu, atlas_conn, tmp_path, holders, caplog
-):
+def test_hung_lock_holder_makes_the_writer_give_up_then_the_retry_succeeds(emu, atlas_conn, tmp_path, holders, caplog):
     atlas_conn(emu, "digest")
     job = request_link()
     target = target_of(tmp_path, job["snapshotId"])
@@ -132,8 +130,12 @@ def test_bad_lock_timeout_is_refused_before_any_request(value, tmp_path):
     from tests.unit.fake_context import make_context
 
     operator = AtlasFlexSnapshotToStorageOperator(
-        task_id="copy", cluster_name="alpha", restore_job_id="8a1b2c3d4e5f60718293a4b5",
-        dst=f"file://{tmp_path}/x.tgz", lock_timeout=value, atlas_conn_id="no_such_connection",
+        task_id="copy",
+        cluster_name="alpha",
+        restore_job_id="8a1b2c3d4e5f60718293a4b5",
+        dst=f"file://{tmp_path}/x.tgz",
+        lock_timeout=value,
+        atlas_conn_id="no_such_connection",
     )
     with pytest.raises(AtlasFlexConfigError, match="lock_timeout must be a number of seconds from 0 to"):
         operator.execute(make_context())  # type: ignore[arg-type]
