@@ -454,6 +454,11 @@ class AtlasFlexHook(AtlasFlexHookBase):
                 headers=headers,
                 auth=auth,
                 timeout=config.timeout,
+                # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE and
+                # HTTPS_PROXY in the environment win over session.verify and session.proxies (psf/requests#3829),
+                # which would silently turn on a connection's verify=false or replace its ca_bundle or proxies.
+                verify=config.verify,
+                proxies=dict(config.proxies) if config.proxies else None,
                 # Never follow: on a cross-host 30x, requests' Digest auth would answer the other host's
                 # challenge with our key. exchange() turns the 30x into an error naming the target.
                 allow_redirects=False,
@@ -516,4 +521,10 @@ def _never_connected(exc: requests.RequestException) -> bool:
 def _describe_transport_error(exc: BaseException) -> str:
     """Class names only: exception texts can embed full URLs."""
     inner = exc.__cause__ or exc.__context__
-    return type(exc).__name__ + (f" ({type(inner).__name__})" if inner is not None else "")
+    described = type(exc).__name__ + (f" ({type(inner).__name__})" if inner is not None else "")
+    if isinstance(exc, requests.exceptions.SSLError):
+        described += (
+            ": the host's TLS certificate was not accepted by the connection's verify / ca_bundle extras (the "
+            "environment's REQUESTS_CA_BUNDLE applies only when verify is true and no ca_bundle is set)"
+        )
+    return described

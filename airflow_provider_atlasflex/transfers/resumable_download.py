@@ -208,6 +208,7 @@ class ResumableDownload:
         self._session = session or _credential_free_session()
         if proxies:
             self._session.proxies.update(proxies)
+        self._proxies = dict(proxies) if proxies else None  # also per request: HTTPS_PROXY beats session.proxies
         # Passed with each request: a session's verify loses to REQUESTS_CA_BUNDLE in the environment.
         self._verify = verify
         self._stall = stall or StallRule()
@@ -318,6 +319,7 @@ class ResumableDownload:
                     timeout=(self._timeout, read_timeout),
                     allow_redirects=False,
                     verify=self._verify,
+                    proxies=self._proxies,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise _Retry(type(exc).__name__) from None
@@ -459,7 +461,7 @@ class ResumableDownload:
     def _through_proxy(self, url: str) -> bool:
         from requests.utils import select_proxy
 
-        settings = self._session.merge_environment_settings(url, {}, True, None, None)
+        settings = self._session.merge_environment_settings(url, dict(self._proxies or {}), True, None, None)
         return select_proxy(url, settings.get("proxies") or {}) is not None
 
     # ---- the temporary output -------------------------------------------------------------
