@@ -322,7 +322,7 @@ class ResumableDownload:
                     proxies=self._proxies,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retry(type(exc).__name__) from None
+                raise _Retry(_header_deadline_text(exc) or type(exc).__name__) from None
             if not self._through_proxy(url):
                 try:
                     check_peer(_peer_address(response), url, allow_insecure_http=self._allow_insecure)
@@ -517,9 +517,20 @@ def _credential_free_session() -> requests.Session:
     """A session that sends nothing but the link: no Atlas auth and no ~/.netrc credentials."""
     import requests
 
+    from airflow_provider_atlasflex.transfers.header_deadline import HeaderDeadlineAdapter
+
     session = requests.Session()
     session.auth = _no_auth  # an explicit auth stops requests from looking up ~/.netrc
+    for scheme in ("https://", "http://"):  # a host trickling its headers meets a deadline, not only read timeouts
+        session.mount(scheme, HeaderDeadlineAdapter())
     return session
+
+
+def _header_deadline_text(exc: BaseException) -> str | None:
+    """The message of a header deadline (it names the host only), else None."""
+    from airflow_provider_atlasflex.transfers.header_deadline import HeaderDeadlineExceeded
+
+    return str(exc) if isinstance(exc, HeaderDeadlineExceeded) else None
 
 
 def _content_length(response: requests.Response) -> int | None:
