@@ -118,3 +118,52 @@ def test_body_trickled_at_one_byte_per_second_is_a_stall(requests_mock, monkeypa
     assert [r.headers.get("range") is not None for r in host.requests] == [False, True]
     assert_no_query(str(failed.value))
     assert_nothing_committed(tmp_path)
+
+
+def test_tls_handshake_trickled_a_byte_at_a_time_is_bounded(requests_mock, monkeypatch, tmp_path):
+    """A host trickling its TLS ServerHello: CPython bounds the whole handshake by the connect timeout
+    (the header deadline, armed before the connection, would cut it otherwise)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(client)
+            # A handshake record header announcing 16 KiB, then its body a byte at a time.
+            threading.Thread(
+                target=lambda c=client: _trickle_quietly(c, b"\x16\x03\x03\x40\x00" + b"\x02" * 16384), daemon=True
+            ).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        connect(monkeypatch, allow_insecure_http=True, timeout=1)
+        api(requests_mock, f"https://127.0.0.1:{port}/snapshot.tgz?Signature=hostile-sig-0123")
+        requests_mock.get(f"https://127.0.0.1:{port}/snapshot.tgz", real_http=True)
+        started = time.monotonic()
+        with pytest.raises(SnapshotTransferError) as failed:
+            copy(tmp_path, max_download_attempts=2)
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+        for client in accepted:
+            client.close()
+    message = str(failed.value)
+    assert "failed after 2 attempts: " in message and ("ReadTimeout" in message or "within 3 s" in message), message
+    assert elapsed < 2 * 3 + 3, f"the trickled handshake held the copy {elapsed:.1f} s"
+    assert_no_query(message)
+    assert_nothing_committed(tmp_path)
+
+
+def _trickle_quietly(sock: Any, data: bytes) -> None:
+    try:
+        _trickle(sock, data, 0.2, time.monotonic() + TRICKLE_FOR)
+    except OSError:
+        pass  # the client hung up
