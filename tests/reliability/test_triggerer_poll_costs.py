@@ -1,0 +1,87 @@
+"""What one poll of a deferred wait costs the triggerer, counted (issue 8, goal 4).
+
+Regression tests, not timings: 500 waits in one triggerer must not write a log line per poll,
+open a connection per trigger, or send more than one request per poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
+from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
+from airflow_provider_atlasflex.testing.emulator.state import _QUEUED_AT as QUEUED_AT
+from airflow_provider_atlasflex.testing.emulator.state import _RUNNING_AT as RUNNING_AT
+from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
+
+
+class LogLines:
+    """Stands in for the trigger's logger and keeps what it was asked to write."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda message, *args, **kwargs: self.lines.append((level, message % args if args else message))
+
+
+@pytest.fixture
+def emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[AtlasEmulator]:
+    with AtlasEmulator(clusters=("alpha",), snapshots_per_cluster=1, snapshot_size=10_000, restore_duration=1e6) as emu:
+        monkeypatch.setenv("AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT", json.dumps(emulator_connection(emu, "service_account")))
+        yield emu
+
+
+def pending_job(emu: AtlasEmulator) -> str:
+    return emu.state.create_download("alpha", emu.newest_completed_snapshot_id("alpha")).id
+
+
+async def last_event(trigger: AtlasFlexRestoreJobTrigger) -> dict[str, Any]:
+    async for event in trigger.run():
+        return dict(event.payload)
+    raise AssertionError("no event")
+
+
+def test_a_long_wait_logs_status_changes_not_every_poll(
+    emulator: AtlasEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that stays PENDING for a dozen polls gets one line, and one more when its status changes."""
+    log = LogLines()
+    monkeypatch.setattr(AtlasFlexRestoreJobTrigger, "log", property(lambda self: log))
+    job_id = pending_job(emulator)
+    trigger = AtlasFlexRestoreJobTrigger(
+        cluster_name="alpha",
+        restore_job_id=job_id,
+        group_id=None,
+        atlas_conn_id="mongodb_atlas_default",
+        poll_interval=0.05,
+        end_time=time.time() + 60,
+    )
+
+    def polls() -> int:
+        return sum(1 for x in emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob") if x.path.endswith(job_id))
+
+    async def main() -> dict[str, Any]:
+        wait = asyncio.ensure_future(last_event(trigger))
+        while polls() < 12:
+            await asyncio.sleep(0.02)
+        job = emulator.state.job_by_id(job_id)
+        assert job is not None
+        job.created = emulator.state.clock() - 0.5 * (QUEUED_AT + RUNNING_AT) * job.duration  # QUEUED, not ready
+        seen = polls()
+        while polls() < seen + 6:
+            await asyncio.sleep(0.02)
+        emulator.complete_restore_job(job_id)
+        return await wait
+
+    assert (asyncio.run(main()))["status"] == "success"
+    status_lines = [text for _, text in log.lines if job_id in text]
+    assert polls() >= 18
+    assert len(status_lines) == 2, status_lines
+    assert "PENDING" in status_lines[0] and "QUEUED" in status_lines[1]
