@@ -22,10 +22,14 @@ if TYPE_CHECKING:
 # poll reuses its connection instead of paying a new TCP and TLS handshake. A server that closes
 # sooner is fine: httpx notices the closed connection and opens a new one.
 KEEPALIVE_EXPIRY = 120.0
-# Requests in flight per client. httpcore's pool rescans every queued request against every
-# connection whenever one finishes (quadratic): 500 triggers polling at once spent 85% of the
-# triggerer's CPU there. Admitting at most this many at a time keeps that scan small.
-MAX_CONNECTIONS = 32
+# Requests in flight (and connections) per client. Each time a request arrives or finishes, httpcore
+# checks every pooled connection for expiry (a poll() and getpeername() per idle connection) and
+# counts the idle ones once per idle connection (quadratic), so every connection costs every request:
+# 500 triggers polling at once spent 85% of the triggerer's CPU there with no limit, and 8 connections
+# take a quarter fewer Python calls per poll than 32 (benchmarks/triggerer_scale.py). 8 requests in
+# flight still carry 25-50 polls a second at Atlas' 150-300 ms latency, far more than 500 sensors
+# poking every 30 s need.
+MAX_CONNECTIONS = 8
 
 
 @dataclass(frozen=True)
@@ -101,10 +105,26 @@ async def release(settings: ClientSettings, client: httpx.AsyncClient) -> None:
 
 
 def _build(settings: ClientSettings) -> httpx.AsyncClient:
+    import http.cookiejar
+
     import httpx
+
+    class KeepNoCookies(http.cookiejar.CookieJar):
+        """The Admin API needs no cookies, and one client serves every credential of a host: store none.
+
+        A cookie one trigger's answer set would otherwise go out with every other trigger's requests,
+        whatever connection (and credential) they use.
+        """
+
+        def extract_cookies(self, response: object, request: object) -> None:
+            return None
+
+        def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+            return None
 
     return httpx.AsyncClient(
         headers={"User-Agent": settings.user_agent},
+        cookies=KeepNoCookies(),
         timeout=settings.timeout,
         verify=settings.verify,
         proxy=settings.proxy,

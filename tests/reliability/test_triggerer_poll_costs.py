@@ -85,3 +85,58 @@ def test_a_long_wait_logs_status_changes_not_every_poll(
     assert polls() >= 18
     assert len(status_lines) == 2, status_lines
     assert "PENDING" in status_lines[0] and "QUEUED" in status_lines[1]
+
+
+def test_the_shared_client_keeps_no_cookie() -> None:
+    """One client serves every credential of a host: a cookie one answer sets must not ride along with the others."""
+    import httpx
+
+    from airflow_provider_atlasflex.hooks import shared_clients
+
+    settings = shared_clients.ClientSettings("https://cloud.mongodb.com", True, None, 30.0, "test")
+    client = shared_clients._build(settings)
+    try:
+        request = httpx.Request("GET", "https://cloud.mongodb.com/api/atlas/v2/groups")
+        answer = httpx.Response(200, headers={"Set-Cookie": "session=abc; Path=/"}, request=request)
+        client.cookies.extract_cookies(answer)
+        assert not client.cookies
+        assert "cookie" not in client.build_request("GET", "https://cloud.mongodb.com/api/atlas/v2/groups").headers
+    finally:
+        asyncio.run(client.aclose())
+
+
+def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> None:
+    """100 triggers polling a slow API share at most 8 kept-alive connections (each one costs every request)."""
+    from airflow_provider_atlasflex.hooks import shared_clients
+
+    accepted: list[object] = []
+    server = emulator._server
+    assert server is not None
+    original = server.process_request
+    server.process_request = lambda request, address: (accepted.append(address), original(request, address))[1]
+    jobs = [pending_job(emulator) for _ in range(100)]
+    # Slow answers (like Atlas' real latency) keep many polls waiting at once: the pool opens all it may.
+    emulator.faults.add("getGroupFlexClusterBackupRestoreJob", delay=0.1, times=None)
+
+    async def main() -> list[dict[str, Any]]:
+        async def wait(job_id: str) -> dict[str, Any]:
+            trigger = AtlasFlexRestoreJobTrigger(
+                cluster_name="alpha",
+                restore_job_id=job_id,
+                group_id=None,
+                atlas_conn_id="mongodb_atlas_default",
+                poll_interval=0.2,
+                end_time=time.time() + 60,
+            )
+            return await last_event(trigger)
+
+        waits = asyncio.gather(*(wait(j) for j in jobs))
+        while len(emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")) < 200:
+            await asyncio.sleep(0.02)
+        for job_id in jobs:
+            emulator.complete_restore_job(job_id)
+        return await waits
+
+    assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
+    assert shared_clients.MAX_CONNECTIONS <= 8
+    assert len(accepted) <= 8 + 1  # + the token request's own connection, if any
