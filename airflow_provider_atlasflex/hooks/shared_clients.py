@@ -25,11 +25,12 @@ KEEPALIVE_EXPIRY = 120.0
 # Requests in flight (and connections) per client. Each time a request arrives or finishes, httpcore
 # checks every pooled connection for expiry (a poll() and getpeername() per idle connection) and
 # counts the idle ones once per idle connection (quadratic), so every connection costs every request:
-# 500 triggers polling at once spent 85% of the triggerer's CPU there with no limit, and 8 connections
-# take a quarter fewer Python calls per poll than 32 (benchmarks/triggerer_scale.py). 8 requests in
-# flight still carry 25-50 polls a second at Atlas' 150-300 ms latency, far more than 500 sensors
-# poking every 30 s need.
-MAX_CONNECTIONS = 8
+# 500 triggers polling at once spent 85% of the triggerer's CPU there with no limit, and 4 connections
+# cost a quarter less CPU than 8 and a half less than 32 (benchmarks/triggerer_scale.py). 4 requests in
+# flight carry 13-27 polls a second at Atlas' 150-300 ms latency: about the 1,200 calls a minute Atlas'
+# rate limit grants the flex backup endpoints (more in flight would only meet 429s), and 500 sensors
+# poking every 30 s need 17.
+MAX_CONNECTIONS = 4
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,7 @@ def test_the_shared_client_keeps_no_cookie() -> None:
 
 
 def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> None:
-    """100 triggers polling a slow API share at most 8 kept-alive connections (each one costs every request)."""
+    """100 triggers polling a slow API share at most 4 kept-alive connections (each one costs every request)."""
     from airflow_provider_atlasflex.hooks import shared_clients
 
     accepted: list[object] = []
@@ -138,5 +138,5 @@ def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> 
         return await waits
 
     assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
-    assert shared_clients.MAX_CONNECTIONS <= 8
-    assert len(accepted) <= 8 + 1  # + the token request's own connection, if any
+    assert shared_clients.MAX_CONNECTIONS <= 4
+    assert len(accepted) <= 4 + 1  # + the token request's own connection, if any
