@@ -173,7 +173,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         assert self._client_settings is not None
         request = client.build_request(call.method, self._url(config, call), content=call.body(), headers=headers)
         try:
-            async with shared_clients.gate(self._client_settings):
+            async with shared_clients.gate(self._client_settings, client):
                 # Redirects are never followed (exchange() reports them); the body is read through CappedBody,
                 # in the pieces the connection delivers (no re-chunking: an Admin API answer is one or two).
                 response = await client.send(request, auth=auth, follow_redirects=False, stream=True)

@@ -106,7 +106,7 @@ def test_the_shared_client_keeps_no_cookie() -> None:
 
 
 def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> None:
-    """100 triggers polling a slow API share at most 4 kept-alive connections (each one costs every request)."""
+    """100 triggers polling a slow API: at most 4 kept-alive connections per lane (each one costs every request)."""
     from airflow_provider_atlasflex.hooks import shared_clients
 
     accepted: list[object] = []
@@ -139,4 +139,53 @@ def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> 
 
     assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
     assert shared_clients.MAX_CONNECTIONS <= 4
-    assert len(accepted) <= 4 + 1  # + the token request's own connection, if any
+    lanes = -(-100 // shared_clients.WAITS_PER_LANE)  # 4 lanes for 100 waits
+    assert len(accepted) <= 4 * lanes + 1  # + the token request's own connection, if any
+
+
+def test_a_slow_api_gets_more_polls_in_flight_over_more_lanes(
+    emulator: AtlasEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At real latency 4 requests in flight would cap a triggerer at ~20 polls/s: 100 waits use 4 lanes at once."""
+    import httpx
+
+    from airflow_provider_atlasflex.hooks import shared_clients
+
+    in_flight, peak = 0, 0
+    send = httpx.AsyncClient.send
+
+    async def counting_send(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await send(self, *args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counting_send)
+    jobs = [pending_job(emulator) for _ in range(100)]
+    emulator.faults.add("getGroupFlexClusterBackupRestoreJob", delay=0.2, times=None)
+
+    async def main() -> list[dict[str, Any]]:
+        async def wait(job_id: str) -> dict[str, Any]:
+            trigger = AtlasFlexRestoreJobTrigger(
+                cluster_name="alpha",
+                restore_job_id=job_id,
+                group_id=None,
+                atlas_conn_id="mongodb_atlas_default",
+                poll_interval=0.2,
+                end_time=time.time() + 60,
+            )
+            return await last_event(trigger)
+
+        waits = asyncio.gather(*(wait(j) for j in jobs))
+        while len(emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")) < 100:
+            await asyncio.sleep(0.02)
+        for job_id in jobs:
+            emulator.complete_restore_job(job_id)
+        return await waits
+
+    assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
+    lanes = -(-100 // shared_clients.WAITS_PER_LANE)
+    assert 2 * shared_clients.MAX_CONNECTIONS < peak <= lanes * shared_clients.MAX_CONNECTIONS
