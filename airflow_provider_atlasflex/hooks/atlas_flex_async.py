@@ -11,7 +11,7 @@ import httpx
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import connection_form, shared_clients
 from airflow_provider_atlasflex.hooks import operations as ops
-from airflow_provider_atlasflex.hooks.answers import READ_CHUNK_BYTES, CappedBody
+from airflow_provider_atlasflex.hooks.answers import CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -58,6 +58,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         # One Digest state per hook (a trigger's whole wait): the first poll answers a challenge, later polls
         # reuse its nonce with an increasing nonce count; httpx answers a new challenge when Atlas sends one.
         self._digest: httpx.DigestAuth | None = None
+        self._urls: dict[tuple[str, str, tuple[tuple[str, Any], ...]], httpx.URL] = {}
 
     # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
     @classmethod
@@ -170,23 +171,33 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
                 self._digest = httpx.DigestAuth(config.principal, config.secret)
             auth = self._digest
         assert self._client_settings is not None
-        request = client.build_request(
-            call.method, config.base_url + call.path, params=dict(call.params) or None, content=call.body(), headers=headers
-        )
+        request = client.build_request(call.method, self._url(config, call), content=call.body(), headers=headers)
         try:
-            async with shared_clients.gate(self._client_settings):
-                # Redirects are never followed (exchange() reports them); the body is read through CappedBody.
+            async with shared_clients.gate(self._client_settings, client):
+                # Redirects are never followed (exchange() reports them); the body is read through CappedBody,
+                # in the pieces the connection delivers (no re-chunking: an Admin API answer is one or two).
                 response = await client.send(request, auth=auth, follow_redirects=False, stream=True)
                 try:
-                    body = CappedBody(call, response.headers)
-                    async for chunk in response.aiter_bytes(READ_CHUNK_BYTES):
+                    received = dict(response.headers.items())  # keys lower-cased, read once
+                    body = CappedBody(call, received)
+                    async for chunk in response.aiter_bytes():
                         body.add(chunk)
                 finally:
                     await response.aclose()
         except httpx.HTTPError as exc:
             never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
             return TransportFailure(type(exc).__name__, maybe_sent=not never_sent)
-        return Response.of(response.status_code, response.headers, body.content())
+        return Response(response.status_code, received, body.content())
+
+    def _url(self, config: AtlasConnectionConfig, call: ApiCall) -> httpx.URL:
+        """The call's URL, parsed once per hook: a trigger polls the same job URL for its whole wait."""
+        key = (config.base_url, call.path, tuple(sorted(call.params.items())))
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) >= 64:  # a hook paging through a long list keeps only recent pages' URLs
+                self._urls.clear()
+            url = self._urls[key] = httpx.URL(config.base_url + call.path, params=dict(call.params) or None)
+        return url
 
     @staticmethod
     def _token_key(config: AtlasConnectionConfig) -> str:

@@ -39,6 +39,9 @@ from airflow_provider_atlasflex.validation import (
 
 __all__ = ["AtlasFlexRestoreJobTrigger", "error_event_fields", "event_error"]
 
+# While a job's status does not change, the trigger logs it this often (and whenever it changes).
+PROGRESS_LOG_SECONDS = 300.0
+
 # The error classes an "error" event may name. An event is data read back from the database, so the
 # deferred task maps the name through this fixed table and never imports a class named in it.
 EVENT_ERRORS: dict[str, type[AtlasFlexError]] = {
@@ -169,6 +172,7 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
 
         hook = AtlasFlexAsyncHook(self.atlas_conn_id)
         base = {"cluster_name": self.cluster_name, "restore_job_id": self.restore_job_id}
+        polls, logged_status, next_progress_log = 0, None, 0.0
         try:
             if self.first_poll_at is not None:
                 await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
@@ -198,8 +202,18 @@ class AtlasFlexRestoreJobTrigger(BaseTrigger):
                         }
                     )
                     return
-                self.log.info("Restore job %s is %s; next check in %.0f s", self.restore_job_id, job.get("status"),
-                              min(self.poll_interval, remaining))
+                polls += 1
+                status = job.get("status")
+                now = time.monotonic()
+                if status != logged_status or now >= next_progress_log:
+                    # A line when the status changes and one every PROGRESS_LOG_SECONDS while it does not: 500
+                    # waits polled every few seconds would otherwise write a line per poll (the CPU the
+                    # triggerer needs for polling, and a log nobody can read).
+                    self.log.info(
+                        "Restore job %s is %s after %d poll(s); checking every %g s until it is ready",
+                        self.restore_job_id, status, polls, self.poll_interval,
+                    )
+                    logged_status, next_progress_log = status, now + PROGRESS_LOG_SECONDS
                 await asyncio.sleep(min(self.poll_interval, remaining))
         except AtlasFlexError as exc:
             yield TriggerEvent({**base, "status": "error", **error_event_fields(exc)})

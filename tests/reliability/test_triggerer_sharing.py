@@ -60,12 +60,13 @@ async def first_event(t: AtlasFlexRestoreJobTrigger) -> dict[str, Any]:
 
 def test_triggers_in_one_loop_share_one_client(emulator: AtlasEmulator) -> None:
     before = shared_clients.clients_created()
+    waits = shared_clients.WAITS_PER_LANE
 
     async def main() -> list[dict[str, Any]]:
-        return await asyncio.gather(*(first_event(trigger(c, j)) for c, j in jobs(emulator, 50)))
+        return await asyncio.gather(*(first_event(trigger(c, j)) for c, j in jobs(emulator, waits)))
 
     events = asyncio.run(main())
-    assert [e["status"] for e in events] == ["success"] * 50
+    assert [e["status"] for e in events] == ["success"] * waits
     assert shared_clients.clients_created() - before == 1
     assert emulator.token_requests(emulator.service_account.client_id) == 1
 
@@ -90,7 +91,7 @@ def test_each_event_loop_gets_its_own_client_closed_with_the_loop(emulator: Atla
         (cluster, job_id), = jobs(emulator, 1)
         await first_event(trigger(cluster, job_id))
         loop_clients = shared_clients._registry[asyncio.get_running_loop()]
-        leased.extend(entry.client for entry in loop_clients.values())
+        leased.extend(lane.client for lanes in loop_clients.values() for lane in lanes)
 
     asyncio.run(main())
     asyncio.run(main())
@@ -138,3 +139,23 @@ def test_first_poll_waits_for_the_time_the_sensor_passed(emulator: AtlasEmulator
     assert event["status"] == "success"
     (get,) = emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")
     assert get.started_at >= first_poll_at - 0.01
+
+
+def test_many_waits_spread_over_a_few_lanes() -> None:
+    """A large triggerer opens a lane per WAITS_PER_LANE waits, up to MAX_LANES, and balances waits across them."""
+    settings = shared_clients.ClientSettings("https://cloud.mongodb.com", True, None, 30.0, "test")
+    before = shared_clients.clients_created()
+
+    async def main() -> tuple[list[int], int]:
+        leased = [shared_clients.lease(settings) for _ in range(500)]
+        lanes = shared_clients._registry[asyncio.get_running_loop()][settings]
+        counts = sorted(lane.leases for lane in lanes)
+        gates = {id(shared_clients.gate(settings, client)) for client in leased}
+        for client in leased:
+            await shared_clients.release(settings, client)
+        return counts, len(gates)
+
+    counts, gates = asyncio.run(main())
+    assert len(counts) == shared_clients.MAX_LANES == gates  # one gate (MAX_CONNECTIONS in flight) per lane
+    assert sum(counts) == 500 and counts[-1] - counts[0] <= 1
+    assert shared_clients.clients_created() - before == shared_clients.MAX_LANES
