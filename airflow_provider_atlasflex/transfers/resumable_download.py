@@ -18,6 +18,7 @@ import http.client
 import io
 import logging
 import math
+import os
 import random
 import re
 import time
@@ -46,6 +47,9 @@ MAX_STALL_WINDOW = 3600.0
 # A link this close to its expiry is replaced before it is used (or before it runs out mid-copy).
 DEFAULT_EXPIRY_MARGIN = 60.0
 MAX_REDIRECTS = 5
+# A local file's written bytes are handed to the kernel's writeback every this many bytes, so the
+# commit's fsync finds little left to flush instead of the whole file (and dirty memory stays bounded).
+WRITEBACK_STEP = 8 * MIB
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _log = logging.getLogger(__name__)
@@ -490,8 +494,49 @@ def _no_output(data: memoryview) -> None:
 def _writer_for(out: BinaryIO) -> Callable[[memoryview], object]:
     """A write that is done with the buffer when it returns: others get a copy, as they may keep it."""
     if _copies_on_write(out):
+        fd = _local_fd(out)
+        if fd is not None and hasattr(os, "posix_fadvise"):
+            return _EarlyWriteback(out, fd)
         return lambda data: _write_all(out, data)
     return lambda data: out.write(bytes(data))
+
+
+class _EarlyWriteback:
+    """Write, and start the kernel's writeback of every :data:`WRITEBACK_STEP` bytes written.
+
+    Why: the commit fsyncs the file; left to itself the kernel keeps a whole snapshot dirty in the
+    page cache until then, and the fsync writes it all after the download, on the copy's clock
+    (0.5 s per GiB on the development machine). On Linux ``posix_fadvise(DONTNEED)`` on a dirty
+    range starts its writeback without waiting for it (what ``sync_file_range`` does; CPython does
+    not expose that) and drops no page still dirty, so the disk works while the network does. The
+    commit's fsync still guarantees durability; elsewhere the advice is a no-op.
+    """
+
+    def __init__(self, out: BinaryIO, fd: int) -> None:
+        self._out, self._fd = out, fd
+        self._start = self._end = out.tell()
+
+    def __call__(self, data: memoryview) -> None:
+        _write_all(self._out, data)
+        self._end += len(data)
+        if self._end - self._start >= WRITEBACK_STEP:
+            self._out.flush()
+            try:
+                os.posix_fadvise(self._fd, self._start, self._end - self._start, os.POSIX_FADV_DONTNEED)
+            except OSError:  # a hint only: file systems that refuse it get the commit's fsync alone
+                pass
+            self._start = self._end
+
+
+def _local_fd(out: Any) -> int | None:
+    """The descriptor of a built-in local file object (or one fsspec wraps), else None."""
+    inner: Any = getattr(out, "f", None) if type(out).__name__ == "LocalFileOpener" else out
+    if type(inner) not in (io.BufferedWriter, io.FileIO, io.BufferedRandom):
+        return None
+    try:
+        return int(inner.fileno())
+    except (OSError, ValueError):
+        return None
 
 
 def _copies_on_write(out: Any) -> bool:
