@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.exceptions import (
     AtlasBadRequestError,
     AtlasFlexConfigError,
     AtlasNotFoundError,
     AtlasUnexpectedAnswerError,
 )
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
 from airflow_provider_atlasflex.validation import (
     require_bool,
     require_cluster_name,
@@ -192,6 +191,8 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
             return f"the cluster was deleted after it was listed (404 on its snapshot listing: {exc})"
         except (AtlasUnexpectedAnswerError, AtlasBadRequestError, AtlasFlexConfigError) as exc:
             raise _ClusterFailed(f"Atlas gave a bad answer about its snapshots: {exc}") from None
+        from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
+
         if newest_completed_snapshot(snapshots) is None:
             return "no COMPLETED backup snapshot yet (Atlas takes the first one ~24 h after creation)"
         return None

@@ -48,6 +48,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from airflow_provider_atlasflex.defaults import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 
 if TYPE_CHECKING:
@@ -61,8 +62,6 @@ PARTIAL_NAME = re.compile(r"^\..+" + re.escape(PARTIAL_SUFFIX) + "$")
 # Where locks cannot tell a dead attempt from a live one, a temporary this old is abandoned: a live
 # copy keeps writing (its mtime moves) and cannot outlive its links (4 h each, one refresh).
 STALE_PARTIAL_AGE = 24 * 3600.0
-DEFAULT_FILE_MODE = 0o600
-DEFAULT_DIR_MODE = 0o700
 LOCAL_PROTOCOLS = ("file", "local")
 
 log = logging.getLogger(__name__)
