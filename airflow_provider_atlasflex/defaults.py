@@ -26,5 +26,8 @@ DEFAULT_STALL_MIN_BYTES = MIB
 DEFAULT_FILE_MODE = 0o600
 DEFAULT_DIR_MODE = 0o700
 
+# The AssetAlias every export's Asset event goes to (the transfer's default outlet, see transfers.asset_events).
+EXPORT_ALIAS_NAME = "atlasflex-exports"
+
 # Re-reading an export to verify it (verify and retention operators): bytes read at a time.
 DEFAULT_VERIFY_CHUNK_SIZE = 8 * MIB

@@ -32,7 +32,7 @@ __all__ = ["ALL_PROJECTS", "AtlasFlexClusterDiscoveryOperator", "not_exportable_
 
 ALL_PROJECTS = "*"
 # A pattern may hold what a cluster name holds plus the glob characters * ? [ ] !
-_PATTERN = re.compile(r"^[a-zA-Z0-9*?\[\]!-]{1,64}$")
+_PATTERN = r"^[a-zA-Z0-9*?\[\]!-]{1,64}$"  # compiled on first use (re caches it), not on every DAG parse
 _GLOB_CHARS = set("*?[]")
 # States in which Atlas cannot serve a backup: being provisioned, or going away.
 UNEXPORTABLE_STATES = {
@@ -228,7 +228,7 @@ def _checked_patterns(value: Any, what: str, *, allow_empty: bool) -> list[str]:
             f"{type(value).__name__} {value!r}."
         )
     for pattern in value:
-        if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
+        if not isinstance(pattern, str) or not re.fullmatch(_PATTERN, pattern):
             raise AtlasFlexConfigError(
                 f"{what} pattern {pattern!r} is not valid: use cluster-name characters (letters, digits, hyphens) "
                 "and the glob characters * ? [ ] !, at most 64 characters."

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_provider_atlasflex.compat import mask_secret
 from airflow_provider_atlasflex.defaults import (
@@ -17,6 +17,7 @@ from airflow_provider_atlasflex.defaults import (
     DEFAULT_FILE_MODE,
     DEFAULT_STALL_MIN_BYTES,
     DEFAULT_STALL_WINDOW,
+    EXPORT_ALIAS_NAME,
     MIB,
 )
 from airflow_provider_atlasflex.exceptions import (
@@ -26,7 +27,6 @@ from airflow_provider_atlasflex.exceptions import (
     SnapshotLinkExpiredError,
     SnapshotTransferError,
 )
-from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -115,7 +115,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         dir_mode: int = DEFAULT_DIR_MODE,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [EXPORT_ALIAS])  # one Asset event per export (see asset_events)
+        # One Asset event per export, through this alias (transfers.asset_events.EXPORT_ALIAS; see record_export).
+        kwargs.setdefault("outlets", [AssetAlias(name=EXPORT_ALIAS_NAME)])
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.restore_job_id = restore_job_id
@@ -183,6 +184,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 self.log.warning("%s", warning)
             present, unproven = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
             if present is not None:
+                from airflow_provider_atlasflex.transfers.asset_events import record_export
+
                 record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
             snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
@@ -231,6 +234,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
             snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
         )
+        from airflow_provider_atlasflex.transfers.asset_events import record_export
+
         record_export(self, context, summary)
         return summary
 
@@ -335,6 +340,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when its provider is installed): the cluster's snapshot in, the committed file out."""
+        from airflow_provider_atlasflex.transfers.asset_events import openlineage_facets
+
         return openlineage_facets(self)
 
     def _copy(

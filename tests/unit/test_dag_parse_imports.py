@@ -50,6 +50,7 @@ HEAVY = (
     f"{PACKAGE}.transfers.manifest",
     f"{PACKAGE}.transfers.export_check",
     f"{PACKAGE}.transfers.destination",
+    f"{PACKAGE}.transfers.asset_events",
 )
 
 
