@@ -9,11 +9,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_provider_atlasflex.defaults import DEFAULT_MIN_LINK_VALIDITY
 from airflow_provider_atlasflex.exceptions import AtlasUnexpectedAnswerError, RestoreJobFailedError
 from airflow_provider_atlasflex.validation import redact_url
-
-# A reused or freshly polled link must stay valid this long, so the copy can finish.
-DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
 
 
 def parse_atlas_time(value: Any) -> datetime | None:

@@ -14,8 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 
-OBJECT_ID_PATTERN = re.compile(r"^[a-f0-9]{24}$")
-CLUSTER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]*$")
+# Compiled on first use (re caches them), not on every DAG parse.
+OBJECT_ID_PATTERN = r"^[a-f0-9]{24}$"
+CLUSTER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9-]*$"
 # Atlas caps flex cluster names at 64 characters; the spec's pattern alone has no bound.
 CLUSTER_NAME_MAX_LENGTH = 64
 
@@ -26,8 +27,8 @@ def require_object_id(value: Any, what: str) -> str:
         raise AtlasFlexConfigError(
             f"{what} must be a 24-character hexadecimal string, got {type(value).__name__} {_preview(value)}."
         )
-    if not OBJECT_ID_PATTERN.fullmatch(value):
-        hint = " (Atlas ids are lower-case)" if OBJECT_ID_PATTERN.fullmatch(value.lower()) else _rendered_hint(value)
+    if not re.fullmatch(OBJECT_ID_PATTERN, value):
+        hint = " (Atlas ids are lower-case)" if re.fullmatch(OBJECT_ID_PATTERN, value.lower()) else _rendered_hint(value)
         raise AtlasFlexConfigError(
             f"{what} must be 24 lower-case hexadecimal characters (e.g. 32b6e34b3d91647abb20e7b8), "
             f"got {_preview(value)}{hint}."
@@ -60,7 +61,7 @@ def require_cluster_name(value: Any, what: str = "cluster_name") -> str:
         )
     if value == "None":
         raise AtlasFlexConfigError(f"{what} is the string 'None'{_rendered_hint(value)}; pass the flex cluster's name.")
-    if len(value) > CLUSTER_NAME_MAX_LENGTH or not CLUSTER_NAME_PATTERN.fullmatch(value):
+    if len(value) > CLUSTER_NAME_MAX_LENGTH or not re.fullmatch(CLUSTER_NAME_PATTERN, value):
         raise AtlasFlexConfigError(
             f"{what} {_preview(value)} is not a valid Atlas cluster name: use letters, digits and hyphens, "
             f"starting with a letter or digit, at most {CLUSTER_NAME_MAX_LENGTH} characters."

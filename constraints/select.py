@@ -19,7 +19,6 @@ import re
 import sys
 from pathlib import Path
 
-
 # Pythons, besides the one a file was frozen on, where the whole file installs. Checked on 2026-11-29:
 # 3.3 installed and ran the unit and reliability tests (851 passed) on 3.12.1 and 3.13.0; 3.1 and 3.2
 # resolved there with `pip install --dry-run -c constraints/airflow-MINOR.txt -e '.[test]'`.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID  # noqa: F401 (kept importable from here)
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.validation import require_object_id
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Connection
 
 CONN_TYPE = "mongodb_atlas"
-DEFAULT_CONN_ID = "mongodb_atlas_default"
 DEFAULT_BASE_URL = "https://cloud.mongodb.com"
 SERVICE_ACCOUNT_PREFIX = "mdb_sa_id_"
 AUTH_TYPES = ("digest", "service_account")

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.exceptions import (
     AtlasBadRequestError,
     AtlasFlexConfigError,
     AtlasNotFoundError,
     AtlasUnexpectedAnswerError,
 )
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
 from airflow_provider_atlasflex.validation import (
     require_bool,
     require_cluster_name,
@@ -33,7 +32,7 @@ __all__ = ["ALL_PROJECTS", "AtlasFlexClusterDiscoveryOperator", "not_exportable_
 
 ALL_PROJECTS = "*"
 # A pattern may hold what a cluster name holds plus the glob characters * ? [ ] !
-_PATTERN = re.compile(r"^[a-zA-Z0-9*?\[\]!-]{1,64}$")
+_PATTERN = r"^[a-zA-Z0-9*?\[\]!-]{1,64}$"  # compiled on first use (re caches it), not on every DAG parse
 _GLOB_CHARS = set("*?[]")
 # States in which Atlas cannot serve a backup: being provisioned, or going away.
 UNEXPORTABLE_STATES = {
@@ -192,6 +191,8 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
             return f"the cluster was deleted after it was listed (404 on its snapshot listing: {exc})"
         except (AtlasUnexpectedAnswerError, AtlasBadRequestError, AtlasFlexConfigError) as exc:
             raise _ClusterFailed(f"Atlas gave a bad answer about its snapshots: {exc}") from None
+        from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
+
         if newest_completed_snapshot(snapshots) is None:
             return "no COMPLETED backup snapshot yet (Atlas takes the first one ~24 h after creation)"
         return None
@@ -227,7 +228,7 @@ def _checked_patterns(value: Any, what: str, *, allow_empty: bool) -> list[str]:
             f"{type(value).__name__} {value!r}."
         )
     for pattern in value:
-        if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
+        if not isinstance(pattern, str) or not re.fullmatch(_PATTERN, pattern):
             raise AtlasFlexConfigError(
                 f"{what} pattern {pattern!r} is not valid: use cluster-name characters (letters, digits, hyphens) "
                 "and the glob characters * ? [ ] !, at most 64 characters."

@@ -9,38 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
-from airflow_provider_atlasflex.transfers.commit import (
-    DestinationLock,
-    DestinationLockedError,
-    is_local,
-    sweep_dead_partials_local,
-    sweep_stale_partials,
-)
-from airflow_provider_atlasflex.transfers.export_check import (
-    MIB,
-    VERIFIED,
-    ExportReadError,
-    FoundExport,
-    Scan,
-    child_path,
-    read_ours,
-    require_storage_path,
-    scan_exports,
-    verify_export,
-)
-from airflow_provider_atlasflex.transfers.manifest import (
-    ManifestError,
-    finish_time_trusted,
-    read_sha256_sidecar,
-    sidecar_paths,
-    taken_at,
-)
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
 
+# transfers.export_check, .manifest and .commit are imported when the task runs, not here: DAG files
+# import this module on every parse. Tests replace their functions there (export_check.scan_exports).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
+
+    from airflow_provider_atlasflex.transfers.export_check import FoundExport, Scan
 
 VERIFY_MODES = ("size", "full")
 # How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
@@ -119,7 +98,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         keep_days: float | str | None = None,
         verify: str = "size",
         dry_run: bool | str = False,
-        chunk_size: int = 8 * MIB,
+        chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -148,10 +127,14 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
         require_bool(self.is_dry_run, "dry_run")
         check_chunk_size(self.chunk_size)
+        from airflow_provider_atlasflex.transfers.export_check import require_storage_path
+
         return require_storage_path(self.root, "root", self.dst_conn_id, directory=True)
 
     def execute(self, context: Context) -> dict[str, Any]:
         root = self._check_arguments()
+        from airflow_provider_atlasflex.transfers.export_check import ExportReadError, scan_exports
+
         now = datetime.now(timezone.utc)
         scan = scan_exports(root)
         verb = "Would delete" if self.is_dry_run else "Deleted"
@@ -255,6 +238,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _unverified_because(self, found: FoundExport) -> str | None:
         """Why ``found`` cannot be the protected export; a full re-read always decides (the cheap check only screens)."""
+        from airflow_provider_atlasflex.transfers.export_check import VERIFIED, verify_export
+
         if self.verify == "size":
             problem = self._size_problem(found)
             if problem is not None:
@@ -263,6 +248,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
 
     def _size_problem(self, found: FoundExport) -> str | None:
+        from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_sha256_sidecar
+
         if not found.has_checksum:
             return "no .sha256 sidecar"
         if found.size != found.manifest["bytes"]:
@@ -276,6 +263,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return None if recorded == found.manifest["sha256"] else "the .sha256 sidecar and the manifest disagree"
 
     def _taken_at(self, found: FoundExport) -> datetime | None:
+        from airflow_provider_atlasflex.transfers.manifest import finish_time_trusted, taken_at
+
         snapshot = found.manifest.get("snapshot")
         finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
         if not finish_time_trusted(finish_time, found.manifest.get("exported_at")):
@@ -296,6 +285,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         """
         if self.is_dry_run:
             return True
+        from airflow_provider_atlasflex.transfers.commit import DestinationLock, DestinationLockedError, is_local
+
         lock = DestinationLock(str(found.path.path)) if is_local(found.path) else None
         if lock is not None:
             try:
@@ -321,6 +312,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 lock.release()
 
     def _delete_unlocked(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
+        from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+
         export = found.path
         sidecars = sidecar_paths(export)
         for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):
@@ -346,6 +339,9 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _changed_since_listing(self, found: FoundExport, *, file_gone: bool) -> str | None:
         """Why the export at ``found.path`` is not the one listed any more (None: it still is)."""
+        from airflow_provider_atlasflex.transfers.export_check import read_ours
+        from airflow_provider_atlasflex.transfers.manifest import ManifestError
+
         try:
             manifest = read_ours(found.path)
         except (ManifestError, OSError) as exc:
@@ -361,6 +357,13 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _sweep_partials(self, root: ObjectStoragePath, scan: Scan) -> list[str]:
         """Sweep (or, dry run, report) dead ``.*.atlasflex-partial`` files in the directories that hold any."""
+        from airflow_provider_atlasflex.transfers.commit import (
+            is_local,
+            sweep_dead_partials_local,
+            sweep_stale_partials,
+        )
+        from airflow_provider_atlasflex.transfers.export_check import child_path
+
         directories = sorted({relative.rpartition("/")[0] for relative in scan.partials})
         swept: list[str] = []
         for relative in directories:

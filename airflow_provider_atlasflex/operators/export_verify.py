@@ -7,20 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
-from airflow_provider_atlasflex.transfers.export_check import (
-    MIB,
-    VERIFIED,
-    ExportReadError,
-    ExportVerificationError,
-    describe_failures,
-    require_storage_path,
-    scan_exports,
-    verify_export,
-)
-from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from airflow_provider_atlasflex.validation import require_bool
 
+# transfers.export_check (the re-read and the scan) is imported when the task runs, not here: DAG files
+# import this module on every parse. Tests replace its functions there (export_check.verify_export).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -62,7 +54,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
         dst_conn_id: str | None = None,
         unproven_suffixes: Sequence[str] = (".tgz",),
         allow_empty: bool = False,
-        chunk_size: int = 8 * MIB,
+        chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -75,6 +67,8 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
     def _check_arguments(self) -> tuple[ObjectStoragePath, bool]:
         """The path to read and whether it is a scrub root; refuses bad input before any I/O."""
+        from airflow_provider_atlasflex.transfers.export_check import require_storage_path
+
         if (self.path is None) == (self.root is None):
             raise AtlasFlexConfigError(
                 "Pass exactly one of path (one export file) and root (a directory to scrub), got "
@@ -93,6 +87,15 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         target, is_root = self._check_arguments()
+        from airflow_provider_atlasflex.transfers.export_check import (
+            VERIFIED,
+            ExportReadError,
+            ExportVerificationError,
+            describe_failures,
+            scan_exports,
+            verify_export,
+        )
+
         if is_root:
             scan = scan_exports(target, tuple(self.unproven_suffixes))
             paths = [found.path for found in scan.exports] + [path for path, _ in scan.unproven]
@@ -148,6 +151,8 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
 
 def manifest_of(path: ObjectStoragePath) -> ObjectStoragePath:
+    from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+
     return sidecar_paths(path).manifest
 
 

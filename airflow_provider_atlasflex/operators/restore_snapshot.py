@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_atlasflex.compat import default_deferrable
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.operators.cluster_discovery import UNEXPORTABLE_STATES
-from airflow_provider_atlasflex.restore_targets import restore_finished
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -104,6 +102,7 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         if timeout <= 0:
             raise AtlasFlexConfigError(f"timeout must be greater than zero, got {self.timeout!r}.")
         from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+        from airflow_provider_atlasflex.restore_targets import restore_finished
 
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         try:
@@ -179,6 +178,8 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
 
     def _check_target(self, hook: AtlasFlexHook, target: str, target_group: str) -> None:
         """The target must exist and be a flex cluster that can take a restore (404/400 otherwise)."""
+        from airflow_provider_atlasflex.operators.cluster_discovery import UNEXPORTABLE_STATES
+
         description = hook.get_flex_cluster(target, target_group)
         state = str(description.get("stateName"))
         if state in UNEXPORTABLE_STATES:

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import DEFAULT_MIN_LINK_VALIDITY, public_job_view
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID, DEFAULT_MIN_LINK_VALIDITY
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -92,6 +91,8 @@ class AtlasFlexSnapshotDownloadOperator(BaseOperator):
                 )
         finally:
             hook.close()
+        from airflow_provider_atlasflex.restore_jobs import public_job_view
+
         view = public_job_view(job)
         context["ti"].xcom_push(key="restore_job_id", value=view.get("id"))
         context["ti"].xcom_push(key="snapshot_id", value=snapshot_id)

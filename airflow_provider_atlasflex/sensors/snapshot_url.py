@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
 from airflow_provider_atlasflex.compat import AirflowSensorTimeout, default_deferrable, mask_secret
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
     require_bool,
@@ -156,6 +155,8 @@ class AtlasFlexSnapshotUrlSensor(BaseSensorOperator):
                 job = hook.get_restore_job(cluster, job_id, group_id)
             finally:
                 hook.close()
+        from airflow_provider_atlasflex.restore_jobs import public_job_view, ready_snapshot_url
+
         url = ready_snapshot_url(job, cluster)
         if not url:
             self.log.info("Restore job %s of %s is %s; waiting", job_id, cluster, job.get("status"))

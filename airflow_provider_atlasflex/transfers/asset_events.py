@@ -23,11 +23,12 @@ from urllib.parse import SplitResult
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_atlasflex.defaults import EXPORT_ALIAS_NAME
+
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
 
 ASSET_SCHEME = "mongodb-atlas"
-EXPORT_ALIAS_NAME = "atlasflex-exports"
 EXPORT_ALIAS = AssetAlias(name=EXPORT_ALIAS_NAME)
 _GROUP_ID = re.compile(r"^[a-f0-9]{24}$")
 _CLUSTER = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,63}$")

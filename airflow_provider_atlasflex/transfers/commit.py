@@ -51,6 +51,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from airflow_provider_atlasflex.defaults import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_LOCK_TIMEOUT
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 
 if TYPE_CHECKING:
@@ -64,13 +65,11 @@ PARTIAL_NAME = re.compile(r"^\..+" + re.escape(PARTIAL_SUFFIX) + "$")
 # Where locks cannot tell a dead attempt from a live one, a temporary this old is abandoned: a live
 # copy keeps writing (its mtime moves) and cannot outlive its links (4 h each, one refresh).
 STALE_PARTIAL_AGE = 24 * 3600.0
-# How long a writer waits for the per-dst lock: far longer than any publish + sidecars (milliseconds), short
-# enough that a hung holder fails the waiting task visibly, within its retries, instead of holding its slot for ever.
-DEFAULT_LOCK_TIMEOUT = 300.0
+# How long a writer waits for the per-dst lock (DEFAULT_LOCK_TIMEOUT, in defaults): far longer than any publish
+# + sidecars (milliseconds), short enough that a hung holder fails the waiting task visibly, within its retries,
+# instead of holding its slot for ever.
 MAX_LOCK_TIMEOUT = 24 * 3600.0
 _LOCK_FIRST_PAUSE, _LOCK_MAX_PAUSE = 0.01, 1.0
-DEFAULT_FILE_MODE = 0o600
-DEFAULT_DIR_MODE = 0o700
 LOCAL_PROTOCOLS = ("file", "local")
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
 from airflow_provider_atlasflex.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
@@ -38,7 +39,6 @@ from airflow_provider_atlasflex.validation import require_connection_id
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-MIB = 1024 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 _TAR_BLOCK = 512
 _ZERO_BLOCK = bytes(_TAR_BLOCK)
@@ -224,7 +224,7 @@ class ContentCheck:
     damage: str | None = None
 
 
-def check_content(path: ObjectStoragePath, chunk_size: int = 8 * MIB) -> ContentCheck:
+def check_content(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE) -> ContentCheck:
     """Read ``path`` once: sha256 and size of every byte, gzip integrity, complete tar listing.
 
     Damage does not stop the pass (the sha256 of the whole file is still reported); I/O errors raise.
@@ -257,7 +257,7 @@ def check_content(path: ObjectStoragePath, chunk_size: int = 8 * MIB) -> Content
 # ---- proving one export against its sidecars -----------------------------------------------------
 
 
-def verify_export(path: ObjectStoragePath, chunk_size: int = 8 * MIB) -> dict[str, Any]:
+def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE) -> dict[str, Any]:
     """Compare ``path`` with ``<path>.json`` and ``<path>.sha256``; never raises for what it finds.
 
     Returns a JSON-able result: ``status`` is ``verified`` or one of :data:`FAILED_STATUSES`, and

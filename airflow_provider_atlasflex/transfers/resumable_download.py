@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from airflow_provider_atlasflex.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_STALL_MIN_BYTES, DEFAULT_STALL_WINDOW, MIB
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotLinkExpiredError, SnapshotTransferError
 from airflow_provider_atlasflex.transfers.copy_pipeline import CopyPipeline
 from airflow_provider_atlasflex.transfers.gzip_check import GzipStreamCheck
@@ -37,12 +38,8 @@ from airflow_provider_atlasflex.validation import redact_url
 if TYPE_CHECKING:
     import requests
 
-MIB = 1024 * 1024
-DEFAULT_CHUNK_SIZE = MIB
 # Buffers in flight: one being filled, one per stage, one spare. Memory is SLOTS * chunk_size.
 SLOTS = 4
-DEFAULT_STALL_WINDOW = 60.0
-DEFAULT_STALL_MIN_BYTES = MIB
 MAX_STALL_WINDOW = 3600.0
 # A link this close to its expiry is replaced before it is used (or before it runs out mid-copy).
 DEFAULT_EXPIRY_MARGIN = 60.0

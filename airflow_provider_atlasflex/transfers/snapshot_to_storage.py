@@ -3,61 +3,30 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 
 from airflow_provider_atlasflex.compat import mask_secret
+from airflow_provider_atlasflex.defaults import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_CONN_ID,
+    DEFAULT_DIR_MODE,
+    DEFAULT_FILE_MODE,
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_STALL_MIN_BYTES,
+    DEFAULT_STALL_WINDOW,
+    EXPORT_ALIAS_NAME,
+    MIB,
+)
 from airflow_provider_atlasflex.exceptions import (
     AtlasFlexConfigError,
     AtlasNotFoundError,
     RestoreJobFailedError,
     SnapshotLinkExpiredError,
     SnapshotTransferError,
-)
-from airflow_provider_atlasflex.hooks.connection_config import DEFAULT_CONN_ID
-from airflow_provider_atlasflex.restore_jobs import is_reusable_download, parse_atlas_time, ready_snapshot_url, utcnow
-from airflow_provider_atlasflex.transfers.asset_events import EXPORT_ALIAS, openlineage_facets, record_export
-from airflow_provider_atlasflex.transfers.commit import (
-    DEFAULT_DIR_MODE,
-    DEFAULT_FILE_MODE,
-    DEFAULT_LOCK_TIMEOUT,
-    DestinationExistsError,
-    ExportCommit,
-    check_lock_timeout,
-    check_modes,
-    export_commit,
-    refuse_unsafe_destination,
-)
-from airflow_provider_atlasflex.transfers.destination import (
-    check_destination_template,
-    destination_root,
-    plain_url,
-    private_root_warning,
-    resolve_destination,
-)
-from airflow_provider_atlasflex.transfers.manifest import (
-    build_manifest,
-    file_sha256,
-    prove_export,
-    read_manifest,
-    read_sha256_sidecar,
-    sidecar_paths,
-    write_sidecars,
-)
-from airflow_provider_atlasflex.transfers.resumable_download import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_STALL_MIN_BYTES,
-    DEFAULT_STALL_WINDOW,
-    MIB,
-    DownloadResult,
-    ProgressLog,
-    ResumableDownload,
-    SnapshotLink,
-    StallRule,
-    check_stall_rule,
 )
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
@@ -68,10 +37,16 @@ from airflow_provider_atlasflex.validation import (
     require_positive_number,
 )
 
+# The copy, commit, manifest and destination modules are imported where a running task needs them,
+# not here: DAG files import this module on every parse (see docs/performance.md, "DAG parse cost").
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow.sdk import Context, ObjectStoragePath
 
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+    from airflow_provider_atlasflex.transfers.commit import ExportCommit
+    from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
 
 __all__ = ["AtlasFlexSnapshotToStorageOperator"]
 
@@ -145,7 +120,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [EXPORT_ALIAS])  # one Asset event per export (see asset_events)
+        # One Asset event per export, through this alias (transfers.asset_events.EXPORT_ALIAS; see record_export).
+        kwargs.setdefault("outlets", [AssetAlias(name=EXPORT_ALIAS_NAME)])
         super().__init__(**kwargs)
         self.cluster_name = cluster_name
         self.restore_job_id = restore_job_id
@@ -166,6 +142,10 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.lock_timeout = lock_timeout
 
     def _check_arguments(self) -> None:
+        from airflow_provider_atlasflex.transfers.commit import check_lock_timeout, check_modes
+        from airflow_provider_atlasflex.transfers.destination import check_destination_template
+        from airflow_provider_atlasflex.transfers.resumable_download import check_stall_rule
+
         require_cluster_name(self.cluster_name)
         require_object_id(self.restore_job_id, "restore_job_id")
         optional_object_id(self.group_id, "group_id", "the connection's group_id extra")
@@ -188,6 +168,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self._check_arguments()
         cluster, job_id = self.cluster_name, self.restore_job_id
         from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
+        from airflow_provider_atlasflex.restore_jobs import ready_snapshot_url
+        from airflow_provider_atlasflex.transfers.destination import (
+            destination_root,
+            private_root_warning,
+            resolve_destination,
+        )
 
         hook = AtlasFlexHook(self.atlas_conn_id)
         try:
@@ -205,6 +191,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 self.log.warning("%s", warning)
             present, unproven = self._already_exported(dst, cluster, snapshot_id, group_id, job_id)
             if present is not None:
+                from airflow_provider_atlasflex.transfers.asset_events import record_export
+
                 record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
             snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
@@ -253,6 +241,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
             snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
         )
+        from airflow_provider_atlasflex.transfers.asset_events import record_export
+
         record_export(self, context, summary)
         return summary
 
@@ -268,6 +258,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         sidecars) is not refused here: the copy goes to this attempt's own temporary file, and the
         no-clobber commit decides (see :meth:`_copy`): ``dst`` is never touched.
         """
+        from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
+        from airflow_provider_atlasflex.transfers.manifest import prove_export, sidecar_paths
+
         try:
             if not refuse_unsafe_destination(dst):
                 return None, None
@@ -331,6 +324,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         result: DownloadResult,
     ) -> Any:
         """Commit ``<file>.sha256`` and ``<file>.json`` after the export (never before)."""
+        from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
+
         manifest = build_manifest(
             file_name=dst.name,
             cluster_name=cluster,
@@ -352,6 +347,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage (when its provider is installed): the cluster's snapshot in, the committed file out."""
+        from airflow_provider_atlasflex.transfers.asset_events import openlineage_facets
+
         return openlineage_facets(self)
 
     def _copy(
@@ -373,6 +370,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         After the sidecars, ``dst`` must still be this attempt's bytes and its sidecars must record
         them; otherwise the task fails (it never reports success for bytes that are not at ``dst``).
         """
+        from airflow_provider_atlasflex.transfers.commit import export_commit
+
         commit = export_commit(
             dst,
             overwrite=self.overwrite,
@@ -413,6 +412,14 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
         ``unproven`` is why an existing ``dst`` could not be trusted (None when there was none to prove).
         """
+        from airflow_provider_atlasflex.transfers.commit import DestinationExistsError
+        from airflow_provider_atlasflex.transfers.resumable_download import (
+            ProgressLog,
+            ResumableDownload,
+            SnapshotLink,
+            StallRule,
+        )
+
         try:
             commit.open()
             download = ResumableDownload(
@@ -482,6 +489,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         return self.__dict__.setdefault("_atlasflex_used_job_ids", {self.restore_job_id})
 
     def _remember_link(self, job: dict[str, Any]) -> None:
+        from airflow_provider_atlasflex.restore_jobs import parse_atlas_time
+
         if isinstance(job.get("id"), str):
             self._used_job_ids.add(job["id"])
         expires = parse_atlas_time(job.get("expirationDate"))
@@ -492,6 +501,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str, why: str
     ) -> SnapshotLink:
         """A link from a NEW restore job, for a link the storage host refused or that is about to expire."""
+        from airflow_provider_atlasflex.transfers.resumable_download import SnapshotLink
+
         url = self._fresh_link(hook, cluster, snapshot_id, group_id, reason=f"the link {why}", reuse=False)
         return SnapshotLink(url, self._link_expiries.get(url))
 
@@ -504,6 +515,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         or before expiry) a new job is requested. Jobs this task already used are never returned,
         also when a lost POST answer is reconciled with the job list.
         """
+        from airflow_provider_atlasflex.restore_jobs import ready_snapshot_url
+
         self.log.warning("Requesting a fresh link for snapshot %s of %s: %s", snapshot_id, cluster, reason)
         job = self._unused_live_job(hook, cluster, snapshot_id, group_id) if reuse else None
         if job is None:
@@ -535,6 +548,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             job = hook.get_restore_job(cluster, job["id"], group_id)
 
     def _unused_live_job(self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str) -> dict[str, Any] | None:
+        from airflow_provider_atlasflex.restore_jobs import is_reusable_download, utcnow
+
         now = utcnow()
         for job in hook.list_restore_jobs(cluster, group_id):
             if job.get("id") not in self._used_job_ids and is_reusable_download(job, snapshot_id, now):
@@ -568,6 +583,9 @@ def _export_result(
     link_refreshes: int = 0,
 ) -> dict[str, Any]:
     """The XCom result: where the export is, what it holds, its sidecars, and how the copy went."""
+    from airflow_provider_atlasflex.transfers.destination import plain_url
+    from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+
     paths = sidecar_paths(dst)
     return {
         "path": plain_url(dst),  # no connection id inside: it travels as dst_conn_id
@@ -592,6 +610,8 @@ def _export_result(
 
 def _describe(dst: ObjectStoragePath) -> str:
     """What ``dst`` holds, for an error message: its size and sha256, or why they cannot be read."""
+    from airflow_provider_atlasflex.transfers.manifest import file_sha256
+
     try:
         size, sha256 = file_sha256(dst)
     except OSError as exc:
@@ -601,6 +621,8 @@ def _describe(dst: ObjectStoragePath) -> str:
 
 def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadResult, raced: bool) -> bool:
     """After the sidecars: ``dst`` still holds this attempt's bytes and both sidecars record their sha256."""
+    from airflow_provider_atlasflex.transfers.manifest import read_manifest, read_sha256_sidecar
+
     try:
         if not (_holds(dst, result) if raced else commit.still_published()):
             return False
@@ -616,6 +638,9 @@ def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadRe
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:
     """Whether ``dst`` (committed by another writer) holds exactly the bytes this attempt verified."""
+    from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
+    from airflow_provider_atlasflex.transfers.manifest import file_sha256
+
     try:
         refuse_unsafe_destination(dst)
         return file_sha256(dst) == (result.bytes, result.sha256)

@@ -161,19 +161,19 @@ def test_a_recommit_after_the_listing_keeps_its_fresh_sidecars(tmp_path, monkeyp
 
 
 def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkeypatch):
-    from airflow_provider_atlasflex.operators import export_retention
+    from airflow_provider_atlasflex.transfers import export_check  # the operator looks it up there when it runs
 
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     when = nights(3)
     exports = [commit_export(root, "alpha", w, night=n) for n, w in enumerate(when)]
-    real_scan = export_retention.scan_exports
+    real_scan = export_check.scan_exports
 
     def scan_then_recommit(where):
         scan = real_scan(where)
         commit_export(root, "alpha", when[2], night=2, data=make_tgz(seed=4321))  # lands after the listing
         return scan
 
-    monkeypatch.setattr(export_retention, "scan_exports", scan_then_recommit)
+    monkeypatch.setattr(export_check, "scan_exports", scan_then_recommit)
     report = retention(root, keep_last=1)
     assert [d["path"] for d in report["deleted"]] == [str(exports[1])]
     assert {k["path"]: k["reason"] for k in report["kept"]}[str(exports[2])].startswith("changed since the listing")
@@ -182,14 +182,14 @@ def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkey
 
 
 def test_a_scrub_listing_in_the_middle_of_a_deletion_skips_that_export(tmp_path, monkeypatch):
-    from airflow_provider_atlasflex.operators import export_verify
+    from airflow_provider_atlasflex.transfers import export_check  # the operator looks it up there when it runs
     from tests.unit.export_fixtures import verify
 
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     kept = commit_export(root, "alpha", nights(1)[0], night=0)
     doomed = commit_export(root, "alpha", nights(3)[2], night=2)
     doomed.unlink()  # retention has deleted the file; its sidecars go next
-    real_verify = export_verify.verify_export
+    real_verify = export_check.verify_export
 
     def sidecars_go_meanwhile(path, *args):
         if str(path) == str(doomed):
@@ -197,7 +197,7 @@ def test_a_scrub_listing_in_the_middle_of_a_deletion_skips_that_export(tmp_path,
             sidecar_paths(doomed).manifest.unlink()
         return real_verify(path, *args)
 
-    monkeypatch.setattr(export_verify, "verify_export", sidecars_go_meanwhile)
+    monkeypatch.setattr(export_check, "verify_export", sidecars_go_meanwhile)
     operator, context = verify(root=str(root))
     results = operator.execute(context)
     assert [r["path"] for r in results] == [str(kept)]

@@ -1,0 +1,35 @@
+"""The defaults the operators' signatures show, in a module that imports nothing of ours.
+
+Airflow imports a DAG file's operators on every parse, so an operator module must not load the
+hook, the copy pipeline or the checks just to learn a default. These values live here; the
+modules that implement them (``hooks.connection_config``, ``restore_jobs``,
+``transfers.resumable_download``, ``transfers.commit``, ``transfers.export_check``) import them
+from here, so each has one source of truth.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+MIB = 1024 * 1024
+
+# The Airflow connection the operators, the sensor and the hooks use when none is named.
+DEFAULT_CONN_ID = "mongodb_atlas_default"
+# A reused or freshly polled link must stay valid this long, so the copy can finish.
+DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
+
+# The copy: bytes read and written at a time, and the stall rule (at least MIN_BYTES every WINDOW s).
+DEFAULT_CHUNK_SIZE = MIB
+DEFAULT_STALL_WINDOW = 60.0
+DEFAULT_STALL_MIN_BYTES = MIB
+# Permission bits of exports, their sidecars and the directories created for them on local disks.
+DEFAULT_FILE_MODE = 0o600
+DEFAULT_DIR_MODE = 0o700
+# Seconds a copy waits for another writer's per-destination lock before failing (retryable).
+DEFAULT_LOCK_TIMEOUT = 300.0
+
+# The AssetAlias every export's Asset event goes to (the transfer's default outlet, see transfers.asset_events).
+EXPORT_ALIAS_NAME = "atlasflex-exports"
+
+# Re-reading an export to verify it (verify and retention operators): bytes read at a time.
+DEFAULT_VERIFY_CHUNK_SIZE = 8 * MIB
