@@ -105,18 +105,12 @@ def test_the_shared_client_keeps_no_cookie() -> None:
         asyncio.run(client.aclose())
 
 
-def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> None:
-    """100 triggers polling a slow API: at most 4 kept-alive connections per lane (each one costs every request)."""
-    from airflow_provider_atlasflex.hooks import shared_clients
-
-    accepted: list[object] = []
-    server = emulator._server
-    assert server is not None
-    original = server.process_request
-    server.process_request = lambda request, address: (accepted.append(address), original(request, address))[1]
-    jobs = [pending_job(emulator) for _ in range(100)]
+def wait_on_a_slow_api(emulator: AtlasEmulator, waits: int, *, delay: float, polls_before_ready: int) -> None:
+    """``waits`` triggers poll jobs whose every poll answers after ``delay`` s; the jobs complete once the
+    emulator has answered ``polls_before_ready`` polls in all; every trigger must then report success."""
+    jobs = [pending_job(emulator) for _ in range(waits)]
     # Slow answers (like Atlas' real latency) keep many polls waiting at once: the pool opens all it may.
-    emulator.faults.add("getGroupFlexClusterBackupRestoreJob", delay=0.1, times=None)
+    emulator.faults.add("getGroupFlexClusterBackupRestoreJob", delay=delay, times=None)
 
     async def main() -> list[dict[str, Any]]:
         async def wait(job_id: str) -> dict[str, Any]:
@@ -130,14 +124,26 @@ def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> 
             )
             return await last_event(trigger)
 
-        waits = asyncio.gather(*(wait(j) for j in jobs))
-        while len(emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")) < 200:
+        gathered = asyncio.gather(*(wait(j) for j in jobs))
+        while len(emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")) < polls_before_ready:
             await asyncio.sleep(0.02)
         for job_id in jobs:
             emulator.complete_restore_job(job_id)
-        return await waits
+        return await gathered
 
-    assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
+    assert [e["status"] for e in asyncio.run(main())] == ["success"] * waits
+
+
+def test_triggers_poll_over_at_most_max_connections(emulator: AtlasEmulator) -> None:
+    """100 triggers polling a slow API: at most 4 kept-alive connections per lane (each one costs every request)."""
+    from airflow_provider_atlasflex.hooks import shared_clients
+
+    accepted: list[object] = []
+    server = emulator._server
+    assert server is not None
+    original = server.process_request
+    server.process_request = lambda request, address: (accepted.append(address), original(request, address))[1]
+    wait_on_a_slow_api(emulator, 100, delay=0.1, polls_before_ready=200)
     assert shared_clients.MAX_CONNECTIONS <= 4
     lanes = -(-100 // shared_clients.WAITS_PER_LANE)  # 4 lanes for 100 waits
     assert len(accepted) <= 4 * lanes + 1  # + the token request's own connection, if any
@@ -164,28 +170,6 @@ def test_a_slow_api_gets_more_polls_in_flight_over_more_lanes(
             in_flight -= 1
 
     monkeypatch.setattr(httpx.AsyncClient, "send", counting_send)
-    jobs = [pending_job(emulator) for _ in range(100)]
-    emulator.faults.add("getGroupFlexClusterBackupRestoreJob", delay=0.2, times=None)
-
-    async def main() -> list[dict[str, Any]]:
-        async def wait(job_id: str) -> dict[str, Any]:
-            trigger = AtlasFlexRestoreJobTrigger(
-                cluster_name="alpha",
-                restore_job_id=job_id,
-                group_id=None,
-                atlas_conn_id="mongodb_atlas_default",
-                poll_interval=0.2,
-                end_time=time.time() + 60,
-            )
-            return await last_event(trigger)
-
-        waits = asyncio.gather(*(wait(j) for j in jobs))
-        while len(emulator.requests.by_operation("getGroupFlexClusterBackupRestoreJob")) < 100:
-            await asyncio.sleep(0.02)
-        for job_id in jobs:
-            emulator.complete_restore_job(job_id)
-        return await waits
-
-    assert [e["status"] for e in asyncio.run(main())] == ["success"] * 100
+    wait_on_a_slow_api(emulator, 100, delay=0.2, polls_before_ready=100)
     lanes = -(-100 // shared_clients.WAITS_PER_LANE)
     assert 2 * shared_clients.MAX_CONNECTIONS < peak <= lanes * shared_clients.MAX_CONNECTIONS

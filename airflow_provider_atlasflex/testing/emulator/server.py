@@ -293,6 +293,10 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    # A real API front end accepts bursts of connections; socketserver's default backlog of 5 drops the
+    # SYNs of a burst (a triggerer opening a few dozen kept-alive connections at once), and each dropped
+    # SYN costs the client a 1 s, 3 s, 7 s... retransmit that Atlas would never make it wait.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], backend: Backend) -> None:
         self.backend = backend
