@@ -83,7 +83,9 @@ class ApiCall:
 
     def headers(self) -> dict[str, str]:
         media = media_type(self.version)
-        headers = {"Accept": media}
+        # identity: an answer is small JSON, and a compressed one would be inflated whole per network read
+        # before the 16 MiB cap on its body could refuse it (a hostile host's deflate bomb).
+        headers = {"Accept": media, "Accept-Encoding": "identity"}
         if self.json_body is not None:
             headers["Content-Type"] = media
         return headers

@@ -110,9 +110,10 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         """This loop's client for the connection's settings, shared with every other hook (trigger) using them."""
         if self._client is None:
             config = await self.aconfig()
-            proxy = (config.proxies or {}).get("https") or (config.proxies or {}).get("http")
-            self._client_settings = ClientSettings(config.base_url, config.verify, proxy, config.timeout, USER_AGENT)
-            self._client = shared_clients.lease(self._client_settings)
+            if self._client is None:  # again: another call of this hook may have leased one during the await
+                proxy = (config.proxies or {}).get("https") or (config.proxies or {}).get("http")
+                self._client_settings = ClientSettings(config.base_url, config.verify, proxy, config.timeout, USER_AGENT)
+                self._client = shared_clients.lease(self._client_settings)
         return self._client
 
     async def aclose(self) -> None:

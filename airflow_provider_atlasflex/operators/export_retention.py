@@ -299,8 +299,9 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                     lock.path,
                 )
                 return False
-            except FileNotFoundError:
-                lock = None  # its directory is gone, and the export with it: the unlinks below find nothing
+            except FileNotFoundError:  # its directory is gone, and the export with it: nothing to delete unlocked
+                self.log.warning("Not deleting %s now: its directory is gone; the next run judges it", found.path)
+                return False
             except (OSError, SnapshotTransferError) as exc:
                 self.log.error("Not deleting %s: its lock %s cannot be taken: %s", found.path, lock.path, exc)
                 errors.append(f"  {found.path}: its lock {lock.path} cannot be taken: {exc}")

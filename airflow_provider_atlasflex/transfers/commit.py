@@ -151,6 +151,9 @@ class DestinationLock:
                     time.sleep(min(pause, remaining))
                     pause = min(pause * 2, _LOCK_MAX_PAUSE)
                 if taken is None:
+                    with contextlib.suppress(OSError):  # nothing to hold: leave no lock file behind
+                        if _same_inode(os.fstat(fd), _lstat(self.path)):
+                            os.unlink(self.path)
                     os.close(fd)
                     log.warning("%s has no file locks: the export and its sidecars are re-checked, not locked", self.path)
                     return False
@@ -170,6 +173,8 @@ class DestinationLock:
             try:
                 if _same_inode(os.fstat(fd), _lstat(self.path)):
                     os.unlink(self.path)  # while still holding it: waiters then retry on a new file
+            except OSError as exc:  # the export is committed either way; a stale lock file is harmless
+                log.warning("Could not remove the lock file %s: %s", self.path, exc)
             finally:
                 os.close(fd)  # releases the flock
 

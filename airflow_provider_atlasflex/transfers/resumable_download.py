@@ -21,6 +21,7 @@ import math
 import os
 import random
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -531,9 +532,13 @@ def _local_fd(out: Any) -> int | None:
     if type(inner) not in (io.BufferedWriter, io.FileIO, io.BufferedRandom):
         return None
     try:
-        return int(inner.fileno())
+        fd = int(inner.fileno())
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or socket has no range to write back
+            return None
+        inner.tell()
     except (OSError, ValueError):
         return None
+    return fd
 
 
 def _copies_on_write(out: Any) -> bool:

@@ -159,3 +159,20 @@ def test_many_waits_spread_over_a_few_lanes() -> None:
     assert len(counts) == shared_clients.MAX_LANES == gates  # one gate (MAX_CONNECTIONS in flight) per lane
     assert sum(counts) == 500 and counts[-1] - counts[0] <= 1
     assert shared_clients.clients_created() - before == shared_clients.MAX_LANES
+
+
+def test_two_first_calls_of_one_hook_lease_one_client(emulator: AtlasEmulator) -> None:
+    """Concurrent first calls of one async hook must not lease twice (a lease never released keeps a lane open)."""
+    from airflow_provider_atlasflex.hooks.atlas_flex_async import AtlasFlexAsyncHook
+
+    async def main() -> tuple[bool, int, int]:
+        hook = AtlasFlexAsyncHook()
+        first, second = await asyncio.gather(hook.client(), hook.client())
+        lanes = shared_clients._registry[asyncio.get_running_loop()]
+        leases = sum(lane.leases for settings_lanes in lanes.values() for lane in settings_lanes)
+        await hook.aclose()
+        left = sum(lane.leases for settings_lanes in lanes.values() for lane in settings_lanes)
+        return first is second, leases, left
+
+    same, leases, left = asyncio.run(main())
+    assert same and leases == 1 and left == 0

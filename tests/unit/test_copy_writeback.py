@@ -73,3 +73,14 @@ def test_writeback_is_not_asked_of_outputs_that_are_not_local_files(monkeypatch)
     for chunk in _chunks(2 * WRITEBACK_STEP, MIB):
         write(memoryview(chunk))
     assert calls == [] and len(out.getvalue()) == 2 * WRITEBACK_STEP
+
+
+def test_a_pipe_is_written_without_writeback_advice() -> None:
+    """A pipe has a descriptor but no position or range to write back: it is written plainly, not refused."""
+    read_fd, write_fd = os.pipe()
+    with open(write_fd, "wb") as out, open(read_fd, "rb") as back:
+        assert resumable_download._local_fd(out) is None
+        write = _writer_for(out)
+        write(memoryview(b"x" * 1000))
+        out.flush()
+        assert back.read(1000) == b"x" * 1000
