@@ -19,6 +19,8 @@ KINDS = {
     "bad-input": "Bad input, refused before any network call",
     "secret": "Secrets that never reach a log, an exception or a rendered template",
     "hostile": "Hostile conditions: racing writers, other local users, a lying API or storage host",
+    "hostile-at-rest": "Hostile data at rest: files planted or edited in the destination by someone holding none of our keys",
+    "freshness": "Outcomes: is every cluster protected right now by a fresh copy (stale, aged-out, new clusters)",
 }
 
 
