@@ -18,6 +18,11 @@ DEFAULT_CONN_ID = "mongodb_atlas_default"
 # A reused or freshly polled link must stay valid this long, so the copy can finish.
 DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
 
+# Freshness (the recovery point): a cluster whose newest COMPLETED snapshot is older is `stale` and fails the
+# night; a cluster younger than the grace with no snapshot yet is skipped (Atlas' first is ~24 h after creation).
+DEFAULT_MAX_SNAPSHOT_AGE = timedelta(hours=36)
+DEFAULT_NEW_CLUSTER_GRACE = timedelta(hours=26)
+
 # The copy: bytes read and written at a time, and the stall rule (at least MIN_BYTES every WINDOW s).
 DEFAULT_CHUNK_SIZE = MIB
 DEFAULT_STALL_WINDOW = 60.0

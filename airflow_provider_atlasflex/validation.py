@@ -130,3 +130,11 @@ def require_timedelta(value: Any, what: str) -> timedelta:
     if seconds < 0:
         raise AtlasFlexConfigError(f"{what} must not be negative, got {value!r}.")
     return timedelta(seconds=seconds)
+
+
+def require_positive_timedelta(value: Any, what: str) -> timedelta:
+    """A timedelta (or seconds) greater than zero: an age limit of zero would fail every cluster."""
+    found = require_timedelta(value, what)
+    if not found:
+        raise AtlasFlexConfigError(f"{what} must be longer than zero (e.g. timedelta(hours=36)), got {value!r}.")
+    return found

@@ -2,13 +2,16 @@
 
 1. ``discover_clusters`` lists the project's flex clusters (or every project's, with the
    ``all_projects`` param) and keeps the exportable ones: backup enabled, not CREATING/DELETING,
-   a COMPLETED snapshot. The others are skipped with one log line each.
+   a COMPLETED snapshot. The others are skipped with one log line each. It also judges each
+   cluster's recovery point: a newest snapshot older than ``MAX_SNAPSHOT_AGE``, newer FAILED
+   snapshots, or no snapshot at all for a cluster older than a day make it ``stale``.
 2. For each exportable cluster (dynamic task mapping, each mapped instance labelled with its
    cluster): request the newest snapshot's download link, wait for it (deferrable when
    ``[operators] default_deferrable`` is on), stream the .tgz to
    ``<destination root>/<cluster>/<date>/<snapshotId>.tgz``.
-3. ``night_report`` always runs: one table of exported / skipped / failed clusters, returned as
-   XCom; it fails the run if any cluster failed, so one alert carries the whole night.
+3. ``night_report`` always runs: one table of exported / unchanged / stale / skipped / failed
+   clusters with each snapshot's id, finish time and age, returned as XCom; it fails the run if
+   any cluster is stale or failed, so one alert names every cluster that is not protected.
 
 Where backups go is deployment configuration, never run ``conf``: Airflow lets anyone who may
 trigger a DAG override its params, so a ``destination_root`` param would let them send a database
@@ -45,6 +48,9 @@ POLL_SECONDS = float(os.environ.get("ATLAS_FLEX_POLL_SECONDS", "60"))
 DESTINATION_ROOT_VARIABLE = "atlasflex_destination_root"
 DESTINATION_CONN_VARIABLE = "atlasflex_destination_conn_id"
 CLUSTER_PATTERN = "^[a-zA-Z0-9*?\\[\\]!-]{1,64}$"
+# The recovery point objective: a cluster whose newest backup snapshot is older than this is `stale`
+# and fails the night (Atlas takes one flex snapshot a day, so 36 h leaves a night's margin).
+MAX_SNAPSHOT_AGE = timedelta(hours=36)
 # Each mapped instance shows its cluster in the UI instead of 0, 1, 2...
 BY_CLUSTER = "{{ task.cluster_name }}"
 
@@ -109,6 +115,7 @@ with DAG(
         group_ids=selection["group_ids"],
         include=selection["include"],
         exclude=selection["exclude"],
+        max_snapshot_age=MAX_SNAPSHOT_AGE,
         execution_timeout=timedelta(minutes=15),
     )
 
@@ -156,6 +163,7 @@ with DAG(
         task_id="night_report",
         discovery_task_id="discover_clusters",
         export_task_id="export_cluster.copy_to_storage",
+        max_snapshot_age=MAX_SNAPSHOT_AGE,
         retries=0,
     )
     [discover, exports] >> report

@@ -5,11 +5,16 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
+from airflow_provider_atlasflex.defaults import (
+    DEFAULT_CONN_ID,
+    DEFAULT_MAX_SNAPSHOT_AGE,
+    DEFAULT_NEW_CLUSTER_GRACE,
+)
 from airflow_provider_atlasflex.exceptions import (
     AtlasBadRequestError,
     AtlasFlexConfigError,
@@ -21,11 +26,13 @@ from airflow_provider_atlasflex.validation import (
     require_cluster_name,
     require_connection_id,
     require_object_id,
+    require_positive_timedelta,
 )
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_atlasflex.freshness import Freshness
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
 __all__ = ["ALL_PROJECTS", "AtlasFlexClusterDiscoveryOperator", "not_exportable_reason"]
@@ -50,7 +57,8 @@ def not_exportable_reason(cluster: Mapping[str, Any]) -> str | None:
 
 
 class AtlasFlexClusterDiscoveryOperator(BaseOperator):
-    """List the flex clusters of one, several or every project and pick the ones that can be exported.
+    """List the flex clusters of one, several or every project, pick the ones to export, and judge
+    whether each is protected by a fresh snapshot (its recovery point).
 
     A cluster is exportable when its name matches ``include`` and not ``exclude`` (glob patterns,
     e.g. ``"prod-*"``), backup is enabled, it is not CREATING or DELETING, and it has a COMPLETED
@@ -58,23 +66,36 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
     without glob characters that names no cluster is reported as ``missing`` (a typo must not
     pass silently).
 
+    Freshness: a cluster whose newest COMPLETED snapshot is older than ``max_snapshot_age``, that
+    has FAILED snapshots newer than it, or that has no COMPLETED snapshot although it was created
+    more than ``new_cluster_grace`` ago, is ``stale``: backups have stopped, and the night's report
+    fails naming it, the snapshot and its age. A stale cluster that still has a COMPLETED snapshot
+    stays exportable (a copy of what exists is still worth keeping). Only a cluster younger than
+    ``new_cluster_grace`` without a snapshot is ``skipped`` ("no COMPLETED snapshot yet").
+
     One cluster's trouble never fails the whole discovery: a cluster deleted between the cluster
     listing and its snapshot listing (404) is ``skipped`` ("deleted after it was listed"); a cluster
-    Atlas answers nonsense about (an invalid name, a malformed or refused snapshot listing) is
-    ``failed`` with the reason. Both reach the night's report; the other clusters are exported.
-    Problems that concern every cluster (credentials, an unreachable API) still fail the task.
+    Atlas answers nonsense about (an invalid name, a malformed or refused snapshot listing, a
+    snapshot dated in the future) is ``failed`` with the reason. All reach the night's report; the
+    other clusters are exported. Problems that concern every cluster (credentials, an unreachable
+    API) still fail the task.
 
-    Returns ``{"exportable": [{"cluster_name", "group_id"}...], "skipped": [{"cluster_name",
-    "group_id", "reason"}...], "failed": [...], "missing": [...], "excluded": [...]}`` and pushes
-    ``exportable`` and ``skipped`` as XCom keys, so a mapped export can ``expand_kwargs`` over
-    ``exportable``.
+    Returns ``{"exportable": [{"cluster_name", "group_id"}...], "recovery_points": [...],
+    "stale": [...], "skipped": [...], "failed": [...], "missing": [...], "excluded": [...]}``.
+    ``recovery_points[i]`` describes ``exportable[i]``'s newest COMPLETED snapshot
+    (``snapshot_id``, ``finished_at``, ``age_hours``); ``stale`` entries add the ``reason``.
+    ``exportable``, ``skipped`` and ``stale`` are also pushed as XCom keys, so a mapped export can
+    ``expand_kwargs`` over ``exportable``.
 
     :param group_ids: project ids (templated); ``"*"``: every project the credentials can see;
         omitted: the connection's ``group_id`` extra.
     :param include: glob patterns of cluster names to export (templated; default every cluster).
     :param exclude: glob patterns of cluster names never to export (templated).
-    :param require_completed_snapshot: check each cluster has a COMPLETED snapshot (one request per
-        cluster; default True).
+    :param require_completed_snapshot: list each cluster's snapshots to check it has a COMPLETED one
+        and judge its freshness (one request per cluster; default True). False skips both.
+    :param max_snapshot_age: the recovery point objective (timedelta or seconds; default 36 hours).
+    :param new_cluster_grace: how long a new cluster may go without its first snapshot before it is
+        stale (timedelta or seconds; default 26 hours: Atlas' first snapshot comes ~24 h after creation).
     :param atlas_conn_id: ``mongodb_atlas`` connection id (templated).
     """
 
@@ -88,6 +109,8 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         include: Sequence[str] = ("*",),
         exclude: Sequence[str] = (),
         require_completed_snapshot: bool = True,
+        max_snapshot_age: timedelta | float = DEFAULT_MAX_SNAPSHOT_AGE,
+        new_cluster_grace: timedelta | float = DEFAULT_NEW_CLUSTER_GRACE,
         atlas_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -96,6 +119,8 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         self.include = include
         self.exclude = exclude
         self.require_completed_snapshot = require_completed_snapshot
+        self.max_snapshot_age = max_snapshot_age
+        self.new_cluster_grace = new_cluster_grace
         self.atlas_conn_id = atlas_conn_id
 
     def execute(self, context: Context) -> dict[str, list[Any]]:
@@ -104,10 +129,14 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         include = _checked_patterns(self.include, "include", allow_empty=False)
         exclude = _checked_patterns(self.exclude, "exclude", allow_empty=True)
         require_bool(self.require_completed_snapshot, "require_completed_snapshot")
+        self._max_age = require_positive_timedelta(self.max_snapshot_age, "max_snapshot_age")
+        self._grace = require_positive_timedelta(self.new_cluster_grace, "new_cluster_grace")
         from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         exportable: list[dict[str, str]] = []
+        recovery_points: list[dict[str, Any]] = []
+        stale: list[dict[str, Any]] = []
         skipped: list[dict[str, str]] = []
         excluded: list[dict[str, str]] = []
         failed: list[dict[str, str]] = []
@@ -139,16 +168,22 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
                         self.log.info("Not exporting %s (project %s): matched by exclude %r", name, group_id, hit)
                         continue
                     try:
-                        reason = self._reason_to_skip(hook, cluster, group_id)
+                        reason, point = self._judge(hook, cluster, group_id)
                     except _ClusterFailed as problem:
                         failed.append({**where, "reason": str(problem)})
                         self.log.error("Cannot export %r (project %s): %s", name, group_id, problem)
                         continue
+                    if point is not None and point.stale:
+                        stale.append({**where, **point.as_dict()})
+                        self.log.error("%s (project %s) is NOT protected: %s", name, group_id, point.reason)
                     if reason is not None:
                         skipped.append({**where, "reason": reason})
                         self.log.warning("Skipping %s (project %s): %s", name, group_id, reason)
                         continue
+                    if point is not None and point.snapshot_id is None:
+                        continue  # stale without any COMPLETED snapshot: nothing to copy
                     exportable.append(where)
+                    recovery_points.append({**where, **(point.as_dict() if point else {})})
         finally:
             hook.close()
         missing = [
@@ -159,8 +194,9 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         for entry in missing:
             self.log.error("Cannot export %s: %s", entry["cluster_name"], entry["reason"])
         self.log.info(
-            "%d cluster(s) to export, %d skipped, %d failed, %d excluded, %d missing",
+            "%d cluster(s) to export, %d stale, %d skipped, %d failed, %d excluded, %d missing",
             len(exportable),
+            len(stale),
             len(skipped),
             len(failed),
             len(excluded),
@@ -168,34 +204,48 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         )
         context["ti"].xcom_push(key="exportable", value=exportable)
         context["ti"].xcom_push(key="skipped", value=skipped)
+        context["ti"].xcom_push(key="stale", value=stale)
         return {
             "exportable": exportable,
+            "recovery_points": recovery_points,
+            "stale": stale,
             "skipped": skipped,
             "failed": failed,
             "missing": missing,
             "excluded": excluded,
         }
 
-    def _reason_to_skip(self, hook: AtlasFlexHook, cluster: Mapping[str, Any], group_id: str) -> str | None:
-        """Why this cluster is skipped tonight (None: export it); :class:`_ClusterFailed` when Atlas' answer is bad."""
+    def _judge(
+        self, hook: AtlasFlexHook, cluster: Mapping[str, Any], group_id: str
+    ) -> tuple[str | None, Freshness | None]:
+        """Why this cluster is skipped tonight (None: export it) and its recovery point (None: not judged).
+
+        Raises :class:`_ClusterFailed` when Atlas' answer about it is bad.
+        """
         try:
             name = require_cluster_name(cluster.get("name"), "the listed cluster name")
         except AtlasFlexConfigError as exc:
             raise _ClusterFailed(f"Atlas listed an invalid cluster name: {exc}") from None
         reason = not_exportable_reason(cluster)
         if reason is not None or not self.require_completed_snapshot:
-            return reason
+            return reason, None
         try:
             snapshots = hook.list_snapshots(name, group_id)
         except AtlasNotFoundError as exc:
-            return f"the cluster was deleted after it was listed (404 on its snapshot listing: {exc})"
+            return f"the cluster was deleted after it was listed (404 on its snapshot listing: {exc})", None
         except (AtlasUnexpectedAnswerError, AtlasBadRequestError, AtlasFlexConfigError) as exc:
             raise _ClusterFailed(f"Atlas gave a bad answer about its snapshots: {exc}") from None
-        from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot
+        from airflow_provider_atlasflex.freshness import judge_cluster
+        from airflow_provider_atlasflex.restore_jobs import utcnow
 
-        if newest_completed_snapshot(snapshots) is None:
-            return "no COMPLETED backup snapshot yet (Atlas takes the first one ~24 h after creation)"
-        return None
+        point = judge_cluster(
+            cluster, snapshots, now=utcnow(), max_age=self._max_age, new_cluster_grace=self._grace
+        )
+        if point.untrusted:
+            raise _ClusterFailed(f"Atlas gave a bad answer about its snapshots: {point.reason}")
+        if point.new:
+            return point.reason, point
+        return None, point
 
 
 class _ClusterFailed(Exception):

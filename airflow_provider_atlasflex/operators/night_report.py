@@ -3,17 +3,21 @@
 Built by :func:`build_night_report` from the discovery result and each mapped export's XCom (pure
 functions, tested as units), and published by :class:`AtlasFlexNightReportOperator`, which runs
 whatever happened upstream (``trigger_rule="all_done"``), logs the table, pushes it to XCom and
-fails the run when any cluster failed, so one alert carries the whole night.
+fails the run when any cluster is not protected (``failed`` or ``stale``), so one alert carries
+the whole night and names every cluster at risk, its snapshot and that snapshot's age.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_atlasflex.defaults import DEFAULT_MAX_SNAPSHOT_AGE
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError
+from airflow_provider_atlasflex.validation import require_positive_timedelta
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,17 +26,25 @@ __all__ = [
     "EXPORTED",
     "FAILED",
     "SKIPPED",
+    "STALE",
+    "UNCHANGED",
+    "UNPROTECTED",
     "AtlasFlexNightReportOperator",
     "build_night_report",
     "render_table",
 ]
 
-EXPORTED, SKIPPED, FAILED = "exported", "skipped", "failed"
+EXPORTED, UNCHANGED, STALE, SKIPPED, FAILED = "exported", "unchanged", "stale", "skipped", "failed"
+# The outcomes that fail the night: the cluster is not protected by a fresh copy.
+UNPROTECTED = (STALE, FAILED)
 SHA_PREFIX = 12
 _COLUMNS = (
     ("cluster", "cluster_name"),
     ("project", "group_id"),
     ("outcome", "outcome"),
+    ("snapshot", "snapshot_id"),
+    ("finished", "finished_at"),
+    ("age", "age_hours"),
     ("bytes", "bytes"),
     ("sha256", "sha256_prefix"),
     ("seconds", "seconds"),
@@ -46,8 +58,16 @@ def build_night_report(
     *,
     export_task_id: str = "export_cluster.copy_to_storage",
     task_states: Mapping[str, Any] | None = None,
+    now: datetime | None = None,
+    max_snapshot_age: timedelta | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per cluster: exported (with bytes, sha256 prefix, seconds), skipped or failed (with a reason).
+    """One row per cluster: what happened to it tonight, and whether it is protected now.
+
+    ``exported`` (copied tonight) or ``unchanged`` (the archive already held that snapshot) with
+    bytes, sha256 prefix and seconds; ``stale`` (its newest snapshot is too old, newer ones
+    FAILED, or it has none any more: backups stopped), ``skipped`` or ``failed`` with a reason.
+    Every row names the snapshot, its finish time and its age (at ``now``); a snapshot older than
+    ``max_snapshot_age`` now is ``stale`` even if discovery found it fresh hours ago.
 
     ``exports[i]`` is the XCom of the export mapped over ``discovery["exportable"][i]`` (None when
     that export did not finish). ``task_states`` (Airflow's ``get_task_states`` of the run, keys
@@ -55,28 +75,74 @@ def build_night_report(
     """
     if not isinstance(discovery, Mapping):
         return [_row({}, FAILED, reason="cluster discovery did not finish: see the discovery task's log")]
+    now = now or datetime.now(timezone.utc)
+    stale = {_key(e): e for e in _entries(discovery, "stale")}
+    points = {_key(e): e for e in _entries(discovery, "recovery_points")}
     rows: list[dict[str, Any]] = []
-    for index, target in enumerate(discovery.get("exportable") or []):
+    for index, target in enumerate(_entries(discovery, "exportable")):
         result = exports[index] if index < len(exports) else None
+        point = points.get(_key(target), {})
         if isinstance(result, Mapping) and result.get("sha256"):
-            rows.append(
-                _row(
-                    target,
-                    EXPORTED,
-                    bytes=result.get("bytes"),
-                    sha256_prefix=str(result["sha256"])[:SHA_PREFIX],
-                    seconds=result.get("seconds"),
-                    path=result.get("path"),
-                    snapshot_id=result.get("snapshot_id"),
-                )
+            row = _row(
+                target,
+                UNCHANGED if result.get("already_present") else EXPORTED,
+                bytes=result.get("bytes"),
+                sha256_prefix=str(result["sha256"])[:SHA_PREFIX],
+                seconds=result.get("seconds"),
+                path=result.get("path"),
+                snapshot_id=result.get("snapshot_id"),
             )
         else:
-            rows.append(_row(target, FAILED, reason=_why_not_finished(export_task_id, index, task_states or {})))
-    for entry in discovery.get("skipped") or []:
+            reason = _why_not_finished(export_task_id, index, task_states or {})
+            row = _row(target, FAILED, reason=reason, snapshot_id=point.get("snapshot_id"))
+        rows.append(_judged(row, point, stale.get(_key(target)), now, max_snapshot_age))
+    for entry in stale.values():
+        if _key(entry) not in points:  # no COMPLETED snapshot at all: nothing was exported
+            rows.append(_row(entry, STALE, reason=entry.get("reason")))
+    for entry in _entries(discovery, "skipped"):
         rows.append(_row(entry, SKIPPED, reason=entry.get("reason")))
-    for entry in [*(discovery.get("failed") or []), *(discovery.get("missing") or [])]:
+    for entry in [*_entries(discovery, "failed"), *_entries(discovery, "missing")]:
         rows.append(_row(entry, FAILED, reason=entry.get("reason")))
     return rows
+
+
+def _judged(
+    row: dict[str, Any],
+    point: Mapping[str, Any],
+    stale: Mapping[str, Any] | None,
+    now: datetime,
+    max_age: timedelta | None,
+) -> dict[str, Any]:
+    """The row with its snapshot's finish time and age now, turned ``stale`` where it is not protected."""
+    if point.get("snapshot_id") != row["snapshot_id"]:
+        return row  # the export took a snapshot newer than discovery saw: fresher, nothing more to judge
+    from airflow_provider_atlasflex.restore_jobs import parse_atlas_time
+
+    finished = parse_atlas_time(point.get("finished_at"))
+    row["finished_at"] = point.get("finished_at")
+    if finished is not None:
+        row["age_hours"] = round((now - finished).total_seconds() / 3600, 1)
+    why = stale.get("reason") if stale else None
+    if why is None and max_age is not None and finished is not None and now - finished > max_age:
+        why = (
+            f"snapshot {row['snapshot_id']} is {row['age_hours']} h old now (finished {row['finished_at']}), "
+            f"older than max_snapshot_age {max_age.total_seconds() / 3600:g} h"
+        )
+    if why is None:
+        return row
+    if row["outcome"] == FAILED:
+        row["reason"] = f"{row['reason']}; and it is stale: {why}"
+    else:
+        row["outcome"], row["reason"] = STALE, f"{why} (that snapshot is in the archive: {row['outcome']})"
+    return row
+
+
+def _entries(discovery: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    return [e for e in discovery.get(key) or [] if isinstance(e, Mapping)]
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[Any, Any]:
+    return entry.get("cluster_name"), entry.get("group_id")
 
 
 def _why_not_finished(export_task_id: str, index: int, task_states: Mapping[str, Any]) -> str:
@@ -98,6 +164,9 @@ def _row(where: Mapping[str, Any], outcome: str, **fields: Any) -> dict[str, Any
         "cluster_name": where.get("cluster_name"),
         "group_id": where.get("group_id"),
         "outcome": outcome,
+        "snapshot_id": None,
+        "finished_at": None,
+        "age_hours": None,
         "bytes": None,
         "sha256_prefix": None,
         "seconds": None,
@@ -122,9 +191,25 @@ def render_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def summary(rows: Iterable[Mapping[str, Any]]) -> str:
     rows = list(rows)
-    count = {o: sum(1 for r in rows if r.get("outcome") == o) for o in (EXPORTED, SKIPPED, FAILED)}
+    count = {o: sum(1 for r in rows if r.get("outcome") == o) for o in (EXPORTED, UNCHANGED, STALE, SKIPPED, FAILED)}
     total = sum(int(r.get("bytes") or 0) for r in rows if r.get("outcome") == EXPORTED)
-    return f"{count[EXPORTED]} exported ({total:,} bytes), {count[SKIPPED]} skipped, {count[FAILED]} failed"
+    return (
+        f"{count[EXPORTED]} exported ({total:,} bytes), {count[UNCHANGED]} unchanged, {count[STALE]} stale, "
+        f"{count[SKIPPED]} skipped, {count[FAILED]} failed"
+    )
+
+
+def unprotected_message(rows: Sequence[Mapping[str, Any]], shown: int = 20) -> str:
+    """One alert line: which clusters are not protected tonight and why (stale first, with their age)."""
+    parts = []
+    for outcome in (STALE, FAILED):
+        hits = [r for r in rows if r.get("outcome") == outcome]
+        if not hits:
+            continue
+        names = [f"{r.get('cluster_name') or 'discovery'} ({r.get('reason')})" for r in hits[:shown]]
+        more = f" and {len(hits) - shown} more" if len(hits) > shown else ""
+        parts.append(f"{len(hits)} cluster(s) {outcome} tonight: {'; '.join(names)}{more}")
+    return f"{'. '.join(parts)}. {summary(rows)}; see the table above."
 
 
 def _cell(key: str, value: Any) -> str:
@@ -134,17 +219,23 @@ def _cell(key: str, value: Any) -> str:
         return f"{int(value):,}"
     if key == "seconds":
         return f"{float(value):.1f}"
+    if key == "age_hours":
+        return f"{float(value):.1f} h"
+    if key == "finished_at":
+        return str(value)[:16].replace("T", " ")
     return str(value)
 
 
 class AtlasFlexNightReportOperator(BaseOperator):
-    """Log and return the night's table; fail when any cluster failed.
+    """Log and return the night's table; fail when any cluster is not protected (failed or stale).
 
     Runs with ``trigger_rule="all_done"`` (the default here) so it reports failed exports too. The
     table is pushed as XCom key ``report`` before the task fails, and returned when it does not.
 
     :param discovery_task_id: task id of :class:`AtlasFlexClusterDiscoveryOperator`.
     :param export_task_id: task id of the mapped export (its XCom per map index is one export's result).
+    :param max_snapshot_age: a cluster whose exported snapshot is older than this when the report runs
+        is ``stale`` (timedelta or seconds; default 36 hours; set the same value as discovery's).
     """
 
     template_fields: Sequence[str] = ("discovery_task_id", "export_task_id")
@@ -155,12 +246,14 @@ class AtlasFlexNightReportOperator(BaseOperator):
         *,
         discovery_task_id: str = "discover_clusters",
         export_task_id: str = "export_cluster.copy_to_storage",
+        max_snapshot_age: timedelta | float = DEFAULT_MAX_SNAPSHOT_AGE,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
         super().__init__(**kwargs)
         self.discovery_task_id = discovery_task_id
         self.export_task_id = export_task_id
+        self.max_snapshot_age = max_snapshot_age
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         for name in ("discovery_task_id", "export_task_id"):
@@ -170,21 +263,20 @@ class AtlasFlexNightReportOperator(BaseOperator):
                     f"{name} must name a task of this DAG (e.g. 'discover_clusters' or "
                     f"'export_cluster.copy_to_storage'), got {value!r}."
                 )
+        max_age = require_positive_timedelta(self.max_snapshot_age, "max_snapshot_age")
         ti = context["ti"]
         discovery = ti.xcom_pull(task_ids=self.discovery_task_id, map_indexes=-1)
         exportable = discovery.get("exportable") or [] if isinstance(discovery, Mapping) else []
         # One pull per map index: the i-th mapped export ran for exportable[i] (same on every Airflow 3 minor).
         exports = [ti.xcom_pull(task_ids=self.export_task_id, map_indexes=i) for i in range(len(exportable))]
         states = self._task_states(ti) if len(exports) > sum(1 for e in exports if e) else {}
-        rows = build_night_report(discovery, exports, export_task_id=self.export_task_id, task_states=states)
+        rows = build_night_report(
+            discovery, exports, export_task_id=self.export_task_id, task_states=states, max_snapshot_age=max_age
+        )
         self.log.info("The night's exports:\n%s", render_table(rows))
         ti.xcom_push(key="report", value=rows)
-        failed = [r for r in rows if r["outcome"] == FAILED]
-        if failed:
-            names = ", ".join(str(r["cluster_name"] or "discovery") for r in failed)
-            raise AtlasFlexError(
-                f"{len(failed)} cluster(s) failed tonight: {names}. {summary(rows)}; see the table above."
-            )
+        if any(r["outcome"] in UNPROTECTED for r in rows):
+            raise AtlasFlexError(unprotected_message(rows))
         return rows
 
     def _task_states(self, ti: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ HEAVY = (
     # operator's signature needs comes from airflow_provider_atlasflex.defaults.
     f"{PACKAGE}.hooks",
     f"{PACKAGE}.restore_jobs",
+    f"{PACKAGE}.freshness",
     f"{PACKAGE}.restore_targets",
     f"{PACKAGE}.transfers.resumable_download",
     f"{PACKAGE}.transfers.copy_pipeline",

@@ -77,7 +77,13 @@ def test_discovery_keeps_exportable_clusters_and_says_why_others_are_skipped(emu
     assert sorted(reasons) == ["fresh", "going", "new", "no-backup"]
     assert "backup is disabled" in reasons["no-backup"] and "CREATING" in reasons["new"]
     assert "DELETING" in reasons["going"] and "no COMPLETED backup snapshot" in reasons["fresh"]
-    assert pushed == {"exportable": result["exportable"], "skipped": result["skipped"]}
+    assert pushed == {"exportable": result["exportable"], "skipped": result["skipped"], "stale": []}
+    # each exportable cluster's recovery point: its newest COMPLETED snapshot, when it finished, its age
+    points = result["recovery_points"]
+    assert [(p["cluster_name"], p["snapshot_id"]) for p in points] == [
+        (n, emu.newest_completed_snapshot_id(n)) for n in ("alpha", "beta", "busy")
+    ]
+    assert all(p["verdict"] == "fresh" and 1 <= p["age_hours"] < 36 and p["finished_at"].endswith("Z") for p in points)
     skip_lines = [line for line in capsys.readouterr().out.splitlines() if "Skipping " in line]
     assert len(skip_lines) == 4  # one clear line per skipped cluster
     assert any("Skipping no-backup" in line and "backup is disabled" in line for line in skip_lines)
@@ -138,10 +144,12 @@ def test_report_rows_and_table():
     assert "export_cluster.copy_to_storage [1]" in rows[1]["reason"]
     table = render_table(rows)
     lines = table.splitlines()
-    assert lines[0].split() == ["cluster", "project", "outcome", "bytes", "sha256", "seconds", "reason"]
+    assert lines[0].split() == [
+        "cluster", "project", "outcome", "snapshot", "finished", "age", "bytes", "sha256", "seconds", "reason"
+    ]
     assert "1,234,567" in lines[2] and "abababababab" in lines[2] and "2.5" in lines[2]
     assert "backup is disabled" in lines[4]
-    assert lines[-1] == "1 exported (1,234,567 bytes), 1 skipped, 1 failed"
+    assert lines[-1] == "1 exported (1,234,567 bytes), 0 unchanged, 0 stale, 1 skipped, 1 failed"
 
 
 def test_report_when_discovery_failed():

@@ -165,10 +165,28 @@ class AtlasEmulator:
         return self.state.cluster_names
 
     def add_cluster(
-        self, name: str, *, snapshots: int = 8, state: str = "IDLE", backup_enabled: bool = True
+        self,
+        name: str,
+        *,
+        snapshots: int = 8,
+        state: str = "IDLE",
+        backup_enabled: bool = True,
+        created_ago: float | None = None,
+        newest_age: float | None = None,
     ) -> None:
-        """Another flex cluster in the project, e.g. one with backup off and no snapshot, or one CREATING."""
-        self.state.add_cluster(name, snapshots, state=state, backup_enabled=backup_enabled)
+        """Another flex cluster in the project, e.g. one with backup off and no snapshot, or one CREATING.
+
+        Without snapshots it is brand new (created 2 h ago) unless ``created_ago`` (seconds) says
+        otherwise; ``newest_age`` (seconds) backdates its newest snapshot (backups that stopped).
+        """
+        self.state.add_cluster(
+            name,
+            snapshots,
+            state=state,
+            backup_enabled=backup_enabled,
+            created_ago=created_ago,
+            newest_age=newest_age,
+        )
 
     def set_cluster(self, name: str, *, state: str | None = None, backup_enabled: bool | None = None) -> None:
         """Change a flex cluster's ``stateName`` (IDLE, CREATING, UPDATING, DELETING, REPAIRING) or backup setting."""
@@ -210,11 +228,14 @@ class AtlasEmulator:
         """The served file bytes [start, end) in memory (small sizes only)."""
         return b"".join(self._snapshot(snapshot_id).archive.iter_range(start, end))
 
-    def add_snapshot(self, cluster: str, status: str = "RUNNING", size: int | None = None) -> str:
-        """Insert a newest snapshot in any status (e.g. RUNNING to test 409); returns its id."""
+    def add_snapshot(
+        self, cluster: str, status: str = "RUNNING", size: int | None = None, *, taken_ago: float = 0.0
+    ) -> str:
+        """Insert a snapshot in any status (e.g. RUNNING to test 409), scheduled ``taken_ago`` seconds ago
+        (default now: the newest); returns its id."""
         if cluster not in self.clusters:
             raise KeyError(cluster)
-        return self.state.add_snapshot(cluster, status, size).id
+        return self.state.add_snapshot(cluster, status, size, taken_ago).id
 
     def retire_snapshot(self, snapshot_id: str) -> None:
         """Remove a snapshot as Atlas's 8-day retention does: listing and getting it, and requesting

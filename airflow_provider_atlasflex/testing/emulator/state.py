@@ -172,18 +172,41 @@ class ProjectState:
             self.add_cluster(name, snapshots_per_cluster)
 
     def add_cluster(
-        self, name: str, snapshots: int, *, state: str = "IDLE", backup_enabled: bool = True
+        self,
+        name: str,
+        snapshots: int,
+        *,
+        state: str = "IDLE",
+        backup_enabled: bool = True,
+        created_ago: float | None = None,
+        newest_age: float | None = None,
     ) -> None:
-        """A flex cluster with ``snapshots`` daily COMPLETED snapshots (03:00 UTC, newest an hour old at least)."""
+        """A flex cluster with ``snapshots`` daily COMPLETED snapshots.
+
+        By default the newest was scheduled at 03:00 UTC and is an hour old at least, and the cluster
+        was created the day before its oldest snapshot; a cluster without snapshots is brand new
+        (created 2 hours ago), as Atlas takes the first flex snapshot about a day after creation.
+        ``newest_age`` (seconds) backdates the newest snapshot (backups that stopped), ``created_ago``
+        (seconds) the cluster's ``createDate``.
+        """
         if name in self._non_flex:
             raise ValueError(f"cluster {name!r} is both flex and non-flex")
         if state not in CLUSTER_STATES:
             raise ValueError(f"state must be one of {CLUSTER_STATES}")
-        newest = (self.clock() - 3600 - 3 * 3600) // DAY * DAY + 3 * 3600
+        now = self.clock()
+        if newest_age is None:
+            newest = (now - 3600 - 3 * 3600) // DAY * DAY + 3 * 3600
+        else:
+            newest = now - newest_age - 94  # it finishes 94 s after it was scheduled
         with self._lock:
             if name in self._clusters:
                 raise ValueError(f"cluster {name!r} already exists")
-            created = newest - snapshots * DAY - 7 * 3600
+            if created_ago is not None:
+                created = now - created_ago
+            elif snapshots:
+                created = newest - snapshots * DAY - 7 * 3600
+            else:
+                created = now - 2 * 3600
             self._clusters[name] = {
                 "id": derive_hex(self.seed, "cluster", name),
                 "created": created,
@@ -448,14 +471,17 @@ class ProjectState:
         with self._lock:
             pending[cluster] = pending.get(cluster, 0) + count
 
-    def add_snapshot(self, cluster: str, status: str, size: int | None) -> Snapshot:
+    def add_snapshot(self, cluster: str, status: str, size: int | None, taken_ago: float = 0.0) -> Snapshot:
+        """A snapshot scheduled ``taken_ago`` seconds ago, kept in the listing's newest-first order."""
         if status not in SNAPSHOT_STATUSES:
             raise ValueError(f"status must be one of {SNAPSHOT_STATUSES}")
         with self._lock:
             self._extra_snapshots += 1
             sid = derive_hex(self.seed, "extra-snapshot", cluster, self._extra_snapshots)
-            snap = self._make_snapshot(sid, cluster, status, self.clock(), size or self.snapshot_size)
-            self._snapshots[cluster].insert(0, snap)
+            snap = self._make_snapshot(sid, cluster, status, self.clock() - taken_ago, size or self.snapshot_size)
+            snaps = self._snapshots[cluster]
+            at = next((i for i, s in enumerate(snaps) if s.scheduled <= snap.scheduled), len(snaps))
+            snaps.insert(at, snap)
             return snap
 
     def retire_snapshot(self, snapshot_id: str) -> Snapshot:
