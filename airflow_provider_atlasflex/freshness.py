@@ -28,6 +28,7 @@ __all__ = [
     "STALE",
     "UNTRUSTED",
     "Freshness",
+    "completed_snapshots",
     "describe_age",
     "judge_cluster",
     "snapshot_time",
@@ -47,6 +48,8 @@ class Freshness:
     snapshot_id: str | None = None
     finished_at: str | None = None
     age_hours: float | None = None
+    # Every COMPLETED snapshot Atlas still lists, (id, finished_at), newest first: what a backfill may copy.
+    completed: tuple[tuple[str, str], ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -67,6 +70,7 @@ class Freshness:
             "snapshot_id": self.snapshot_id,
             "finished_at": self.finished_at,
             "age_hours": self.age_hours,
+            "completed": [{"snapshot_id": sid, "finished_at": at} for sid, at in self.completed],
         }
 
 
@@ -125,6 +129,7 @@ def judge_cluster(
             snapshot_id,
             finished_at,
             hours,
+            completed_snapshots(snapshots),
         )
     if age > max_age:
         return Freshness(
@@ -134,8 +139,19 @@ def judge_cluster(
             snapshot_id,
             finished_at,
             hours,
+            completed_snapshots(snapshots),
         )
-    return Freshness(FRESH, None, snapshot_id, finished_at, hours)
+    return Freshness(FRESH, None, snapshot_id, finished_at, hours, completed_snapshots(snapshots))
+
+
+def completed_snapshots(snapshots: Iterable[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """(id, finished_at) of every dated COMPLETED snapshot, newest first."""
+    dated = [
+        (taken, str(s["id"]))
+        for s in snapshots
+        if s.get("status") == "COMPLETED" and s.get("id") and (taken := snapshot_time(s)) is not None
+    ]
+    return tuple((sid, _iso(taken)) for taken, sid in sorted(dated, reverse=True))
 
 
 def _without_snapshot(

@@ -5,12 +5,15 @@
    a COMPLETED snapshot. The others are skipped with one log line each. It also judges each
    cluster's recovery point: a newest snapshot older than ``MAX_SNAPSHOT_AGE``, newer FAILED
    snapshots, or no snapshot at all for a cluster older than a day make it ``stale``.
-2. For each exportable cluster (dynamic task mapping, each mapped instance labelled with its
-   cluster): request the newest snapshot's download link, wait for it (deferrable when
+2. ``plan_exports`` scans the archive once: a cluster's newest snapshot already archived is not
+   copied again (``unchanged``); older COMPLETED snapshots the archive lacks since its series began
+   (after an outage) are backfilled, oldest first, at most ``MAX_BACKFILL`` a night.
+3. For each planned copy (dynamic task mapping, each mapped instance labelled with its cluster):
+   request that snapshot's download link, wait for it (deferrable when
    ``[operators] default_deferrable`` is on), stream the .tgz to
-   ``<destination root>/<cluster>/<date>/<snapshotId>.tgz``.
-3. ``night_report`` always runs: one table of exported / unchanged / stale / skipped / failed
-   clusters with each snapshot's id, finish time and age, returned as XCom; it fails the run if
+   ``<destination root>/<cluster>/<date>/<snapshotId>.tgz`` (``<date>``: the run's date).
+4. ``night_report`` always runs: one table of exported / unchanged / backfilled / stale / skipped /
+   failed clusters with each snapshot's id, finish time and age, returned as XCom; it fails the run if
    any cluster is stale or failed, so one alert names every cluster that is not protected.
 
 Where backups go is deployment configuration, never run ``conf``: Airflow lets anyone who may
@@ -38,6 +41,7 @@ from pathlib import Path
 from airflow.sdk import DAG, Param, task, task_group
 
 from airflow_provider_atlasflex.operators.cluster_discovery import AtlasFlexClusterDiscoveryOperator
+from airflow_provider_atlasflex.operators.export_plan import AtlasFlexExportPlanOperator
 from airflow_provider_atlasflex.operators.night_report import AtlasFlexNightReportOperator
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
@@ -51,6 +55,8 @@ CLUSTER_PATTERN = "^[a-zA-Z0-9*?\\[\\]!-]{1,64}$"
 # The recovery point objective: a cluster whose newest backup snapshot is older than this is `stale`
 # and fails the night (Atlas takes one flex snapshot a day, so 36 h leaves a night's margin).
 MAX_SNAPSHOT_AGE = timedelta(hours=36)
+# Older snapshots copied per night to fill the archive's holes after an outage (0: no backfill).
+MAX_BACKFILL = 16
 # Each mapped instance shows its cluster in the UI instead of 0, 1, 2...
 BY_CLUSTER = "{{ task.cluster_name }}"
 
@@ -105,7 +111,8 @@ with DAG(
         root = Variable.get(DESTINATION_ROOT_VARIABLE, default=None) or default_root
         conn_id = Variable.get(DESTINATION_CONN_VARIABLE, default=None) or None
         print(f"Exports go to {root} (connection: {conn_id or 'the filesystem default'})")
-        return {"dst": root.rstrip("/") + "/{cluster_name}/{date}/{snapshot_id}.tgz", "dst_conn_id": conn_id}
+        root = root.rstrip("/")
+        return {"root": root, "dst": root + "/{cluster_name}/{date}/{snapshot_id}.tgz", "dst_conn_id": conn_id}
 
     selection = export_selection()
     where = destination()
@@ -119,12 +126,22 @@ with DAG(
         execution_timeout=timedelta(minutes=15),
     )
 
+    plan = AtlasFlexExportPlanOperator(
+        task_id="plan_exports",
+        discovery=discover.output,
+        archive_root=where["root"],
+        archive_conn_id=where["dst_conn_id"],
+        max_backfill=MAX_BACKFILL,
+        execution_timeout=timedelta(minutes=15),
+    )
+
     @task_group
-    def export_cluster(cluster_name: str, group_id: str) -> None:
+    def export_cluster(cluster_name: str, group_id: str, snapshot_id: str) -> None:
         request_link = AtlasFlexSnapshotDownloadOperator(
             task_id="request_link",
             cluster_name=cluster_name,
             group_id=group_id,
+            snapshot_id=snapshot_id,
             execution_timeout=timedelta(minutes=15),
             map_index_template=BY_CLUSTER,
         )
@@ -153,17 +170,21 @@ with DAG(
         request_link >> wait_for_link >> copy_to_storage
 
     @task
-    def clusters_to_export(discovery: dict) -> list[dict]:
-        """The exportable clusters, as keyword arguments of export_cluster (one mapped group each)."""
-        return [{"cluster_name": c["cluster_name"], "group_id": c["group_id"]} for c in discovery["exportable"]]
+    def clusters_to_export(planned: dict) -> list[dict]:
+        """Tonight's planned copies, as keyword arguments of export_cluster (one mapped group each)."""
+        return [
+            {"cluster_name": e["cluster_name"], "group_id": e["group_id"], "snapshot_id": e["snapshot_id"]}
+            for e in planned["exports"]
+        ]
 
-    exports = export_cluster.expand_kwargs(clusters_to_export(discover.output))
+    exports = export_cluster.expand_kwargs(clusters_to_export(plan.output))
 
     report = AtlasFlexNightReportOperator(
         task_id="night_report",
         discovery_task_id="discover_clusters",
         export_task_id="export_cluster.copy_to_storage",
+        plan_task_id="plan_exports",
         max_snapshot_age=MAX_SNAPSHOT_AGE,
         retries=0,
     )
-    [discover, exports] >> report
+    [discover, plan, exports] >> report

@@ -124,6 +124,13 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
         self.atlas_conn_id = atlas_conn_id
 
     def execute(self, context: Context) -> dict[str, list[Any]]:
+        found = self.discover()
+        for key in ("exportable", "skipped", "stale"):
+            context["ti"].xcom_push(key=key, value=found[key])
+        return found
+
+    def discover(self) -> dict[str, list[Any]]:
+        """The discovery result (see the class docstring); operators built on discovery call this."""
         # Everything is checked before the first request.
         groups = _checked_group_ids(self.group_ids)
         include = _checked_patterns(self.include, "include", allow_empty=False)
@@ -202,9 +209,6 @@ class AtlasFlexClusterDiscoveryOperator(BaseOperator):
             len(excluded),
             len(missing),
         )
-        context["ti"].xcom_push(key="exportable", value=exportable)
-        context["ti"].xcom_push(key="skipped", value=skipped)
-        context["ti"].xcom_push(key="stale", value=stale)
         return {
             "exportable": exportable,
             "recovery_points": recovery_points,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 __all__ = [
+    "BACKFILLED",
     "EXPORTED",
     "FAILED",
     "SKIPPED",
@@ -34,7 +35,8 @@ __all__ = [
     "render_table",
 ]
 
-EXPORTED, UNCHANGED, STALE, SKIPPED, FAILED = "exported", "unchanged", "stale", "skipped", "failed"
+EXPORTED, UNCHANGED, BACKFILLED = "exported", "unchanged", "backfilled"
+STALE, SKIPPED, FAILED = "stale", "skipped", "failed"
 # The outcomes that fail the night: the cluster is not protected by a fresh copy.
 UNPROTECTED = (STALE, FAILED)
 SHA_PREFIX = 12
@@ -60,6 +62,7 @@ def build_night_report(
     task_states: Mapping[str, Any] | None = None,
     now: datetime | None = None,
     max_snapshot_age: timedelta | None = None,
+    plan: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per cluster: what happened to it tonight, and whether it is protected now.
 
@@ -69,8 +72,11 @@ def build_night_report(
     Every row names the snapshot, its finish time and its age (at ``now``); a snapshot older than
     ``max_snapshot_age`` now is ``stale`` even if discovery found it fresh hours ago.
 
-    ``exports[i]`` is the XCom of the export mapped over ``discovery["exportable"][i]`` (None when
-    that export did not finish). ``task_states`` (Airflow's ``get_task_states`` of the run, keys
+    ``exports[i]`` is the XCom of the export mapped over ``discovery["exportable"][i]``, or over
+    ``plan["exports"][i]`` when the night was planned by :class:`AtlasFlexExportPlanOperator` (None
+    when that export did not finish). With a plan, snapshots the archive already held are
+    ``unchanged``, older ones copied to fill the archive's holes are ``backfilled`` rows, and the
+    backlog left for later nights is named on its cluster's row. ``task_states`` (Airflow's ``get_task_states`` of the run, keys
     ``"<task_id>_<map_index>"``), when known, names the task that failed in the reason.
     """
     if not isinstance(discovery, Mapping):
@@ -78,14 +84,17 @@ def build_night_report(
     now = now or datetime.now(timezone.utc)
     stale = {_key(e): e for e in _entries(discovery, "stale")}
     points = {_key(e): e for e in _entries(discovery, "recovery_points")}
+    targets = _entries(plan, "exports") if isinstance(plan, Mapping) else _entries(discovery, "exportable")
     rows: list[dict[str, Any]] = []
-    for index, target in enumerate(_entries(discovery, "exportable")):
+    backfills: list[dict[str, Any]] = []
+    for index, target in enumerate(targets):
         result = exports[index] if index < len(exports) else None
         point = points.get(_key(target), {})
+        backfill = bool(target.get("backfill"))
         if isinstance(result, Mapping) and result.get("sha256"):
             row = _row(
                 target,
-                UNCHANGED if result.get("already_present") else EXPORTED,
+                BACKFILLED if backfill else UNCHANGED if result.get("already_present") else EXPORTED,
                 bytes=result.get("bytes"),
                 sha256_prefix=str(result["sha256"])[:SHA_PREFIX],
                 seconds=result.get("seconds"),
@@ -94,8 +103,20 @@ def build_night_report(
             )
         else:
             reason = _why_not_finished(export_task_id, index, task_states or {})
-            row = _row(target, FAILED, reason=reason, snapshot_id=point.get("snapshot_id"))
-        rows.append(_judged(row, point, stale.get(_key(target)), now, max_snapshot_age))
+            snapshot_id = target.get("snapshot_id") or point.get("snapshot_id")
+            row = _row(target, FAILED, reason=f"backfill of snapshot {snapshot_id}: {reason}" if backfill else reason,
+                       snapshot_id=snapshot_id)
+        if backfill:
+            row["finished_at"] = target.get("finished_at")
+            backfills.append(row)
+        else:
+            rows.append(_judged(row, point, stale.get(_key(target)), now, max_snapshot_age))
+    for held in _entries(plan, "held") if isinstance(plan, Mapping) else []:
+        row = _row(held, UNCHANGED, bytes=held.get("bytes"), sha256_prefix=str(held.get("sha256"))[:SHA_PREFIX],
+                   path=held.get("path"), snapshot_id=held.get("snapshot_id"))
+        rows.append(_judged(row, points.get(_key(held), {}), stale.get(_key(held)), now, max_snapshot_age))
+    _note_backlog(rows, _entries(plan, "backlog") if isinstance(plan, Mapping) else [])
+    rows += backfills
     for entry in stale.values():
         if _key(entry) not in points:  # no COMPLETED snapshot at all: nothing was exported
             rows.append(_row(entry, STALE, reason=entry.get("reason")))
@@ -104,6 +125,18 @@ def build_night_report(
     for entry in [*_entries(discovery, "failed"), *_entries(discovery, "missing")]:
         rows.append(_row(entry, FAILED, reason=entry.get("reason")))
     return rows
+
+
+def _note_backlog(rows: list[dict[str, Any]], backlog: Sequence[Mapping[str, Any]]) -> None:
+    """Say on each cluster's row which older snapshots still wait to be backfilled (the archive's holes)."""
+    waiting: dict[tuple[Any, Any], list[str]] = {}
+    for entry in backlog:
+        waiting.setdefault(_key(entry), []).append(str(entry.get("snapshot_id")))
+    for row in rows:
+        ids = waiting.get(_key(row))
+        if ids:
+            note = f"{len(ids)} older snapshot(s) missing from the archive wait for the next nights: {', '.join(ids)}"
+            row["reason"] = f"{row['reason']}; {note}" if row["reason"] else note
 
 
 def _judged(
@@ -191,11 +224,13 @@ def render_table(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def summary(rows: Iterable[Mapping[str, Any]]) -> str:
     rows = list(rows)
-    count = {o: sum(1 for r in rows if r.get("outcome") == o) for o in (EXPORTED, UNCHANGED, STALE, SKIPPED, FAILED)}
-    total = sum(int(r.get("bytes") or 0) for r in rows if r.get("outcome") == EXPORTED)
+    outcomes = (EXPORTED, UNCHANGED, BACKFILLED, STALE, SKIPPED, FAILED)
+    count = {o: sum(1 for r in rows if r.get("outcome") == o) for o in outcomes}
+    total = sum(int(r.get("bytes") or 0) for r in rows if r.get("outcome") in (EXPORTED, BACKFILLED))
+    backfilled = f", {count[BACKFILLED]} backfilled" if count[BACKFILLED] else ""
     return (
-        f"{count[EXPORTED]} exported ({total:,} bytes), {count[UNCHANGED]} unchanged, {count[STALE]} stale, "
-        f"{count[SKIPPED]} skipped, {count[FAILED]} failed"
+        f"{count[EXPORTED]} exported{backfilled} ({total:,} bytes), {count[UNCHANGED]} unchanged, "
+        f"{count[STALE]} stale, {count[SKIPPED]} skipped, {count[FAILED]} failed"
     )
 
 
@@ -236,9 +271,11 @@ class AtlasFlexNightReportOperator(BaseOperator):
     :param export_task_id: task id of the mapped export (its XCom per map index is one export's result).
     :param max_snapshot_age: a cluster whose exported snapshot is older than this when the report runs
         is ``stale`` (timedelta or seconds; default 36 hours; set the same value as discovery's).
+    :param plan_task_id: task id of :class:`AtlasFlexExportPlanOperator` when the export is mapped over
+        its ``exports`` (None: mapped over discovery's ``exportable``).
     """
 
-    template_fields: Sequence[str] = ("discovery_task_id", "export_task_id")
+    template_fields: Sequence[str] = ("discovery_task_id", "export_task_id", "plan_task_id")
     ui_color = "#ffe8a1"
 
     def __init__(
@@ -247,6 +284,7 @@ class AtlasFlexNightReportOperator(BaseOperator):
         discovery_task_id: str = "discover_clusters",
         export_task_id: str = "export_cluster.copy_to_storage",
         max_snapshot_age: timedelta | float = DEFAULT_MAX_SNAPSHOT_AGE,
+        plan_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("trigger_rule", "all_done")
@@ -254,10 +292,13 @@ class AtlasFlexNightReportOperator(BaseOperator):
         self.discovery_task_id = discovery_task_id
         self.export_task_id = export_task_id
         self.max_snapshot_age = max_snapshot_age
+        self.plan_task_id = plan_task_id
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        for name in ("discovery_task_id", "export_task_id"):
+        for name in ("discovery_task_id", "export_task_id", "plan_task_id"):
             value = getattr(self, name)
+            if value is None and name == "plan_task_id":
+                continue
             if not isinstance(value, str) or not value.strip() or value != value.strip():
                 raise AtlasFlexConfigError(
                     f"{name} must name a task of this DAG (e.g. 'discover_clusters' or "
@@ -266,12 +307,26 @@ class AtlasFlexNightReportOperator(BaseOperator):
         max_age = require_positive_timedelta(self.max_snapshot_age, "max_snapshot_age")
         ti = context["ti"]
         discovery = ti.xcom_pull(task_ids=self.discovery_task_id, map_indexes=-1)
-        exportable = discovery.get("exportable") or [] if isinstance(discovery, Mapping) else []
-        # One pull per map index: the i-th mapped export ran for exportable[i] (same on every Airflow 3 minor).
-        exports = [ti.xcom_pull(task_ids=self.export_task_id, map_indexes=i) for i in range(len(exportable))]
+        plan = ti.xcom_pull(task_ids=self.plan_task_id, map_indexes=-1) if self.plan_task_id else None
+        if self.plan_task_id and not isinstance(plan, Mapping):
+            # No plan: no export ran; each exportable cluster's row points at the plan task's log.
+            plan = {"exports": (discovery or {}).get("exportable") or [] if isinstance(discovery, Mapping) else []}
+            export_task_id = self.plan_task_id
+        else:
+            export_task_id = self.export_task_id
+        source = plan.get("exports") if isinstance(plan, Mapping) else (
+            discovery.get("exportable") if isinstance(discovery, Mapping) else None
+        )
+        # One pull per map index: the i-th mapped export ran for source[i] (same on every Airflow 3 minor).
+        exports = [ti.xcom_pull(task_ids=export_task_id, map_indexes=i) for i in range(len(source or []))]
         states = self._task_states(ti) if len(exports) > sum(1 for e in exports if e) else {}
         rows = build_night_report(
-            discovery, exports, export_task_id=self.export_task_id, task_states=states, max_snapshot_age=max_age
+            discovery,
+            exports,
+            export_task_id=export_task_id,
+            task_states=states,
+            max_snapshot_age=max_age,
+            plan=plan if isinstance(plan, Mapping) else None,
         )
         self.log.info("The night's exports:\n%s", render_table(rows))
         ti.xcom_push(key="report", value=rows)

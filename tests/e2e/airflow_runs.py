@@ -20,7 +20,9 @@ from tests.e2e.conftest import DAG_ID
 CLUSTERS = ("alpha", "beta")
 RUN_DATE = "2026-11-20"
 MAPPED_TASKS = ("export_cluster.request_link", "export_cluster.wait_for_link", "export_cluster.copy_to_storage")
-UNMAPPED_TASKS = ("export_selection", "destination", "discover_clusters", "clusters_to_export", "night_report")
+UNMAPPED_TASKS = (
+    "export_selection", "destination", "discover_clusters", "plan_exports", "clusters_to_export", "night_report"
+)
 ALL_TASKS = (*UNMAPPED_TASKS, *MAPPED_TASKS)
 
 # A task's supervisor reports it done about 5 s after the task process finished (its select

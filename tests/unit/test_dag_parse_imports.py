@@ -39,6 +39,7 @@ HEAVY = (
     f"{PACKAGE}.hooks",
     f"{PACKAGE}.restore_jobs",
     f"{PACKAGE}.freshness",
+    f"{PACKAGE}.archive.holdings",
     f"{PACKAGE}.restore_targets",
     f"{PACKAGE}.transfers.resumable_download",
     f"{PACKAGE}.transfers.copy_pipeline",

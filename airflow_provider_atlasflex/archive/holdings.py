@@ -1,0 +1,114 @@
+"""What the archive holds: per cluster, which snapshots have an export we can vouch for, and how recent.
+
+The night's plan (what to copy, what to backfill) and the protection check (is every cluster
+covered by a recent export) both ask this of one scan of the archive root. An export counts as
+held only when its manifest is ours and names it, the listing shows the file with the size the
+manifest records, and its ``.sha256`` sidecar is there; a file planted or replaced behind our back
+does not cover a cluster. Dates later than now are never trusted: such an export covers nothing and
+is named in a warning. (A full re-read of the bytes is the scrub's job, not a nightly plan's.)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_atlasflex.transfers.manifest import parse_time, taken_at
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_atlasflex.transfers.export_check import FoundExport
+
+__all__ = ["FUTURE_MARGIN", "HeldExport", "Holdings", "archive_holdings"]
+
+log = logging.getLogger(__name__)
+# A manifest dated later than now plus this margin (clock skew between writers) is not trusted.
+FUTURE_MARGIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class HeldExport:
+    """One export of ours: which cluster and snapshot it holds, where, and when its data was taken."""
+
+    cluster_name: str
+    group_id: str
+    snapshot_id: str
+    path: str
+    bytes: int
+    sha256: str
+    taken_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cluster_name": self.cluster_name,
+            "group_id": self.group_id,
+            "snapshot_id": self.snapshot_id,
+            "path": self.path,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "taken_at": self.taken_at.isoformat().replace("+00:00", "Z"),
+        }
+
+
+@dataclass
+class Holdings:
+    """The scan's verdict: held exports by (cluster, project) and snapshot id, and what was not trusted."""
+
+    by_cluster: dict[tuple[str, str], dict[str, HeldExport]]
+    untrusted: list[tuple[str, str]]  # (path, why)
+
+    def of(self, cluster_name: str, group_id: str) -> dict[str, HeldExport]:
+        return self.by_cluster.get((cluster_name, group_id), {})
+
+    def newest(self, cluster_name: str, group_id: str) -> HeldExport | None:
+        return max(self.of(cluster_name, group_id).values(), key=lambda h: h.taken_at, default=None)
+
+
+def archive_holdings(root: ObjectStoragePath, now: datetime) -> Holdings:
+    """One listing of ``root`` (and one small read per manifest): the exports that cover their cluster."""
+    from airflow_provider_atlasflex.transfers.destination import plain_url
+    from airflow_provider_atlasflex.transfers.export_check import scan_exports
+
+    holdings = Holdings({}, [])
+    for found in scan_exports(root).exports:
+        where = plain_url(found.path)
+        why = untrusted_because(found, now)
+        if why is not None:
+            holdings.untrusted.append((where, why))
+            continue
+        manifest = found.manifest
+        taken = taken_at(manifest)
+        assert taken is not None  # untrusted_because refuses an undated manifest
+        held = HeldExport(
+            manifest["cluster_name"], manifest["group_id"], manifest["snapshot_id"], where,
+            manifest["bytes"], manifest["sha256"], taken,
+        )
+        cluster = holdings.by_cluster.setdefault((held.cluster_name, held.group_id), {})
+        if held.snapshot_id not in cluster or cluster[held.snapshot_id].path > held.path:
+            cluster[held.snapshot_id] = held  # the same snapshot under two dates: either covers it
+    for where, why in holdings.untrusted:
+        log.warning("Not counting %s as a backup: %s", where, why)
+    return holdings
+
+
+def untrusted_because(found: FoundExport, now: datetime) -> str | None:
+    """Why a listed export does not cover its cluster (None: it does), from the listing and its manifest."""
+    manifest: Mapping[str, Any] = found.manifest
+    if found.size is None:
+        return "its manifest is there but the file is missing"
+    if found.size != manifest["bytes"]:
+        return f"the listing shows {found.size} bytes, its manifest records {manifest['bytes']}"
+    if not found.has_checksum:
+        return "its .sha256 sidecar is missing"
+    taken = taken_at(manifest)
+    if taken is None:
+        return "its manifest records no snapshot finishTime or exported_at"
+    exported = parse_time(manifest.get("exported_at"))
+    for what, moment in (("snapshot finishTime", taken), ("exported_at", exported)):
+        if moment is not None and moment > now + FUTURE_MARGIN:
+            return f"its manifest dates its {what} {moment.isoformat()}, in the future"
+    return None
