@@ -23,7 +23,19 @@ if TYPE_CHECKING:
 # and still bounds what a hostile answer costs.
 MAX_API_BODY_BYTES = 16 * 1024 * 1024
 READ_CHUNK_BYTES = 64 * 1024
+# Longest text an answer's field may hold. Ids, names, states, dates and versions are tens of characters;
+# a pre-signed snapshotUrl (signature, session token) a few KiB. Every field we keep from a listing is
+# capped, so what a listing costs per item is bounded too (hooks/listings.py).
+MAX_TEXT_CHARS = 256
+MAX_LINK_CHARS = 8 * 1024
 _OBJECT_ID = re.compile(r"^[a-f0-9]{24}$")
+# The text fields of each resource the provider reads (type and length checked when present).
+RESTORE_JOB_TEXT = (
+    "status", "deliveryType", "expirationDate", "restoreScheduledDate", "restoreFinishedDate",
+    "snapshotFinishedDate", "instanceName", "targetDeploymentItemName",
+)
+SNAPSHOT_TEXT = ("status", "finishTime", "startTime", "scheduledTime", "expiration", "mongoDBVersion")
+CLUSTER_TEXT = ("name", "stateName", "createDate")
 _HINT = (
     "A proxy, a captive portal or a wrong Host may be answering instead of Atlas: check the connection's Host "
     "(e.g. https://cloud.mongodb.com) and proxies."
@@ -117,21 +129,37 @@ def _object_id(value: Any) -> bool:
     return isinstance(value, str) and _OBJECT_ID.fullmatch(value) is not None
 
 
-def _strings(item: Mapping[str, Any], what: str, keys: tuple[str, ...]) -> str | None:
+def _strings(item: Mapping[str, Any], what: str, keys: tuple[str, ...], limit: int = MAX_TEXT_CHARS) -> str | None:
     for key in keys:
-        if item.get(key) is not None and not isinstance(item[key], str):
-            return f"{what} whose {key!r} is a {type(item[key]).__name__}, not a string"
+        value = item.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return f"{what} whose {key!r} is a {type(value).__name__}, not a string"
+        if len(value) > limit:
+            return f"{what} whose {key!r} is {len(value)} characters long, more than the {limit} it can need"
+    return None
+
+
+def _object_ids(item: Mapping[str, Any], what: str, keys: tuple[str, ...]) -> str | None:
+    """Optional 24-hex ids: absent or null is fine, anything else must be an id."""
+    for key in keys:
+        if item.get(key) is not None and not _object_id(item[key]):
+            return f"{what} whose {key!r} is not a 24-hex id"
     return None
 
 
 def _restore_job(job: Any) -> str | None:
+    what = "a restore job"
     if not isinstance(job, dict):
-        return f"a restore job that is a JSON {_json_kind(job)}, not an object"
+        return f"{what} that is a JSON {_json_kind(job)}, not an object"
     if not _object_id(job.get("id")):
-        return "a restore job without a 24-hex 'id'"
-    if job.get("snapshotId") is not None and not _object_id(job["snapshotId"]):
-        return "a restore job whose 'snapshotId' is not a 24-hex id"
-    return _strings(job, "a restore job", ("snapshotUrl", "status", "deliveryType", "expirationDate"))
+        return f"{what} without a 24-hex 'id'"
+    return (
+        _object_ids(job, what, ("snapshotId", "projectId", "targetProjectId"))
+        or _strings(job, what, ("snapshotUrl",), MAX_LINK_CHARS)
+        or _strings(job, what, RESTORE_JOB_TEXT)
+    )
 
 
 def _snapshot(snapshot: Any) -> str | None:
@@ -139,13 +167,26 @@ def _snapshot(snapshot: Any) -> str | None:
         return f"a snapshot that is a JSON {_json_kind(snapshot)}, not an object"
     if not _object_id(snapshot.get("id")):
         return "a snapshot without a 24-hex 'id'"
-    return _strings(snapshot, "a snapshot", ("status", "finishTime", "startTime", "scheduledTime"))
+    return _strings(snapshot, "a snapshot", SNAPSHOT_TEXT)
 
 
 def _cluster(cluster: Any) -> str | None:
+    what = "a cluster description"
     if not isinstance(cluster, dict):
-        return f"a cluster description that is a JSON {_json_kind(cluster)}, not an object"
-    return _strings(cluster, "a cluster description", ("name", "stateName"))
+        return f"{what} that is a JSON {_json_kind(cluster)}, not an object"
+    backup = cluster.get("backupSettings")
+    if backup is not None and not isinstance(backup, dict):
+        return f"{what} whose 'backupSettings' is a JSON {_json_kind(backup)}, not an object"
+    if backup is not None and backup.get("enabled") is not None and not isinstance(backup["enabled"], bool):
+        return f"{what} whose 'backupSettings.enabled' is a JSON {_json_kind(backup['enabled'])}, not a boolean"
+    return _object_ids(cluster, what, ("id",)) or _strings(cluster, what, CLUSTER_TEXT)
+
+
+def _listed_cluster(cluster: Any) -> str | None:
+    """A cluster in listGroupFlexClusters: its name is what the provider acts on, so it must be there."""
+    if isinstance(cluster, dict) and not isinstance(cluster.get("name"), str):
+        return "a cluster description without a 'name' string"
+    return _cluster(cluster)
 
 
 def _group(group: Any) -> str | None:
@@ -196,6 +237,7 @@ _SHAPES: dict[str, Callable[[Any], str | None]] = {
     "listGroupFlexClusterBackupRestoreJobs": _page_of(_restore_job),
     "getGroupFlexClusterBackupSnapshot": _snapshot,
     "listGroupFlexClusterBackupSnapshots": _page_of(_snapshot),
+    "listGroupFlexClusters": _page_of(_listed_cluster),
     "listGroups": _page_of(_group),
     "oauthToken": _token,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -41,6 +41,7 @@ from airflow_provider_atlasflex.hooks.connection_config import (
     AtlasConnectionConfig,
 )
 from airflow_provider_atlasflex.hooks.deployment_tokens import deployment_store
+from airflow_provider_atlasflex.hooks.listings import read_listing
 from airflow_provider_atlasflex.hooks.service_account import (
     TOKEN_CACHE,
     CachedToken,
@@ -62,7 +63,6 @@ from airflow_provider_atlasflex.validation import require_connection_id, require
 __all__ = ["AtlasFlexHook", "AtlasFlexHookBase"]
 
 USER_AGENT = "airflow-provider-atlasflex"
-MAX_PAGES = 1000
 
 
 class AtlasFlexHookBase(BaseHook):
@@ -233,14 +233,14 @@ class AtlasFlexHook(AtlasFlexHookBase):
     ) -> list[dict[str, Any]]:
         """Every restore job of the cluster, all pages."""
         group = self._group(group_id)
-        return list(self._pages(lambda page: ops.list_restore_jobs(group, cluster_name, page, items_per_page)))
+        return self._pages(lambda page: ops.list_restore_jobs(group, cluster_name, page, items_per_page))
 
     def list_snapshots(
         self, cluster_name: str, group_id: str | None = None, items_per_page: int = ops.MAX_ITEMS_PER_PAGE
     ) -> list[dict[str, Any]]:
         """Every snapshot of the cluster, all pages."""
         group = self._group(group_id)
-        return list(self._pages(lambda page: ops.list_snapshots(group, cluster_name, page, items_per_page)))
+        return self._pages(lambda page: ops.list_snapshots(group, cluster_name, page, items_per_page))
 
     def get_newest_completed_snapshot(self, cluster_name: str, group_id: str | None = None) -> dict[str, Any]:
         """The newest COMPLETED snapshot; a clear error when the cluster has none yet."""
@@ -291,11 +291,11 @@ class AtlasFlexHook(AtlasFlexHookBase):
     ) -> list[dict[str, Any]]:
         """Every flex cluster of the project (listGroupFlexClusters), all pages."""
         group = self._group(group_id)
-        return list(self._pages(lambda page: ops.list_flex_clusters(group, page, items_per_page)))
+        return self._pages(lambda page: ops.list_flex_clusters(group, page, items_per_page))
 
     def list_groups(self, items_per_page: int = ops.MAX_ITEMS_PER_PAGE) -> list[dict[str, Any]]:
         """Every project the credentials can see (listGroups, API version 2023-01-01), all pages."""
-        return list(self._pages(lambda page: ops.list_groups(page, items_per_page)))
+        return self._pages(lambda page: ops.list_groups(page, items_per_page))
 
     def find_restore_job(
         self,
@@ -392,18 +392,9 @@ class AtlasFlexHook(AtlasFlexHookBase):
     def _group(self, group_id: str | None) -> str:
         return self.resolve_group_id(self.config, group_id)
 
-    def _pages(self, call_for_page: Callable[[int], ApiCall]) -> Iterator[dict[str, Any]]:
-        seen = 0
-        for page in range(1, MAX_PAGES + 1):
-            call = call_for_page(page)
-            body = self.run(call)
-            results = (body.get("results") or []) if isinstance(body, dict) else []
-            yield from results
-            seen += len(results)
-            total = body.get("totalCount") if isinstance(body, dict) else None
-            per_page = int(call.params["itemsPerPage"])
-            if not results or len(results) < per_page or (isinstance(total, int) and seen >= total):
-                return
+    def _pages(self, call_for_page: Callable[[int], ApiCall]) -> list[dict[str, Any]]:
+        """Every item of a listing, bounded (see :mod:`.listings`)."""
+        return read_listing(self.run, call_for_page)
 
     def run(self, call: ApiCall, reconcile: Callable[[], Any] | None = None) -> Any:
         """Drive ``call`` through :func:`exchange`: send, sleep, refresh the token, reconcile."""
