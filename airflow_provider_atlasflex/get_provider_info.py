@@ -127,6 +127,8 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_atlasflex.operators.restore_snapshot",
                     "airflow_provider_atlasflex.operators.export_verify",
                     "airflow_provider_atlasflex.operators.export_retention",
+                    "airflow_provider_atlasflex.operators.export_plan",
+                    "airflow_provider_atlasflex.operators.protection_check",
                 ],
             }
         ],

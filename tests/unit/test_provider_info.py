@@ -71,6 +71,7 @@ def test_example_dag_imports_cleanly_and_maps_over_clusters():
         "export_selection",
         "destination",
         "discover_clusters",
+        "plan_exports",
         "clusters_to_export",
         "export_cluster.request_link",
         "export_cluster.wait_for_link",
