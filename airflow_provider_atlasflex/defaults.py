@@ -18,6 +18,11 @@ DEFAULT_CONN_ID = "mongodb_atlas_default"
 # A reused or freshly polled link must stay valid this long, so the copy can finish.
 DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
 
+# Restore drills: the snapshot restored must have finished this recently (a nightly snapshot plus slack),
+# and the target cluster's name must match this glob unless the task opts in to any target.
+DEFAULT_MAX_SNAPSHOT_AGE = timedelta(hours=36)
+DEFAULT_RESTORE_TARGET_PATTERN = "restore-drill*"
+
 # The copy: bytes read and written at a time, and the stall rule (at least MIN_BYTES every WINDOW s).
 DEFAULT_CHUNK_SIZE = MIB
 DEFAULT_STALL_WINDOW = 60.0
