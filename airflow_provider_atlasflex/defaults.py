@@ -19,9 +19,12 @@ DEFAULT_CONN_ID = "mongodb_atlas_default"
 DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
 
 # Freshness (the recovery point): a cluster whose newest COMPLETED snapshot is older is `stale` and fails the
-# night; a cluster younger than the grace with no snapshot yet is skipped (Atlas' first is ~24 h after creation).
+# night (and a restore drill of an older snapshot fails); a cluster younger than the grace with no snapshot
+# yet is skipped (Atlas' first is ~24 h after creation).
 DEFAULT_MAX_SNAPSHOT_AGE = timedelta(hours=36)
 DEFAULT_NEW_CLUSTER_GRACE = timedelta(hours=26)
+# Restore drills: the target cluster's name must match this glob unless the task opts in to any target.
+DEFAULT_RESTORE_TARGET_PATTERN = "restore-drill*"
 
 # The copy: bytes read and written at a time, and the stall rule (at least MIN_BYTES every WINDOW s).
 DEFAULT_CHUNK_SIZE = MIB

@@ -37,6 +37,7 @@ __all__ = [
     "RestoreJobFailedError",
     "SnapshotLinkExpiredError",
     "SnapshotTransferError",
+    "StaleSnapshotError",
 ]
 
 
@@ -150,6 +151,14 @@ class RestoreJobFailedError(AtlasFlexError, AirflowFailException):
 
     Retrying the waiting task cannot help (a new job must be requested), so Airflow's task
     retries are skipped and the run fails at once with this message.
+    """
+
+
+class StaleSnapshotError(AtlasFlexError, AirflowFailException):
+    """The snapshot a restore drill would restore is older than the drill allows.
+
+    Atlas takes one flex snapshot a day: when the newest is too old, a day was missed, and a task
+    retry minutes later cannot fix that; the drill fails at once so the alert goes out.
     """
 
 

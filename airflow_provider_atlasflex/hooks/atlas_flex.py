@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -319,19 +319,30 @@ class AtlasFlexHook(AtlasFlexHookBase):
         target_cluster_name: str,
         target_group_id: str | None = None,
         group_id: str | None = None,
+        *,
+        existing_job_ids: Collection[str] | None = None,
     ) -> dict[str, Any]:
         """POST .../backup/restoreJobs and return the new RESTORE job.
 
         As for downloads, a POST that may have been acted on (5xx, lost answer) is not sent again
-        before the existing jobs are checked for one restoring the same snapshot into the same target.
+        before the jobs are checked for a new one restoring the same snapshot into the same target.
+        Only a job that was not there before the POST counts (``existing_job_ids``, the ids the
+        caller already listed; None: this method lists them first), so an older restore, say
+        last week's, is never taken for the one just asked for.
         """
         group = self._group(group_id)
         target_group = group if target_group_id is None else require_object_id(target_group_id, "target_group_id")
-        call = ops.create_restore_job(group, cluster_name, snapshot_id, target_cluster_name, target_group)
-        return self.run(
-            call,
-            reconcile=lambda: self.find_restore_job(cluster_name, snapshot_id, target_cluster_name, target_group, group),
-        )
+        call = ops.create_restore_job(group, cluster_name, snapshot_id, target_cluster_name, target_group)  # validates
+        if existing_job_ids is None:
+            existing_job_ids = {str(j.get("id")) for j in self.list_restore_jobs(cluster_name, group)}
+        before = frozenset(existing_job_ids)
+
+        def reconcile() -> dict[str, Any] | None:
+            jobs = self.list_restore_jobs(cluster_name, group)
+            found = newest_restore_into(jobs, snapshot_id, target_cluster_name, target_group, excluding=before)
+            return None if found is None else dict(found)
+
+        return self.run(call, reconcile=reconcile)
 
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button (and ``airflow connections test``): always authenticates against Atlas.

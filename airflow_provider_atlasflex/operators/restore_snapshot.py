@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_atlasflex.compat import default_deferrable
-from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID
+from airflow_provider_atlasflex.defaults import (
+    DEFAULT_CONN_ID,
+    DEFAULT_MAX_SNAPSHOT_AGE,
+    DEFAULT_RESTORE_TARGET_PATTERN,
+)
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, AtlasFlexError, RestoreJobFailedError
 from airflow_provider_atlasflex.validation import (
     optional_object_id,
@@ -32,12 +37,24 @@ __all__ = ["AtlasFlexRestoreSnapshotOperator"]
 class AtlasFlexRestoreSnapshotOperator(BaseOperator):
     """Restore a snapshot of ``cluster_name`` into ``target_cluster_name`` and wait for COMPLETED.
 
-    The restore replaces the target's data, so the target must be an existing flex cluster, and
-    restoring over the source cluster itself is refused unless ``allow_restore_over_source=True``.
-    Safe on retry: a RESTORE job of the same snapshot into the same target (running or COMPLETED)
-    is waited for, never started twice. Waits in the worker (poke) or in the triggerer (deferrable).
+    Built for restore drills, where passing must mean "this run restored a fresh backup":
 
-    Returns the restore job and pushes ``restore_job_id`` and ``snapshot_id`` to XCom.
+    * The restore replaces the target's data, so the target must be an existing flex cluster whose
+      name matches ``target_pattern`` (default ``restore-drill*``) unless ``allow_any_target=True``,
+      and restoring over the source itself is refused unless ``allow_restore_over_source=True``;
+      both checks run before any request.
+    * The snapshot must have finished within ``max_snapshot_age`` (Atlas' ``finishTime``).
+    * Each DAG run restores anew. A RESTORE job of the same snapshot into the same target is reused
+      only when Atlas scheduled it since this DAG run started: an earlier try of this task (even one
+      that died right after Atlas accepted the request) is waited for, never started twice, while
+      last week's COMPLETED job is not taken for this week's. A clear of a finished run restarts
+      its clock (Airflow resets the run's start), so it restores anew too. This needs the workers'
+      and Atlas' clocks in step (NTP); a worker clock running ahead only risks a second restore.
+    * A restore still running into the target from before this run fails the try (retryable)
+      rather than racing it with a second restore.
+
+    Waits in the worker (poke) or in the triggerer (deferrable). Returns the restore job and pushes
+    ``restore_job_id`` and ``snapshot_id`` to XCom.
 
     :param cluster_name: source flex cluster (templated).
     :param target_cluster_name: flex cluster to restore into, e.g. a scratch cluster (templated).
@@ -45,6 +62,11 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
     :param group_id: source project (templated); omitted: the connection's ``group_id`` extra.
     :param target_group_id: target project (templated); omitted: the source project.
     :param allow_restore_over_source: permit target == source (default False: refuse).
+    :param target_pattern: glob the target's name must match (default ``restore-drill*``); not
+        templated, so run conf cannot widen it.
+    :param allow_any_target: skip the ``target_pattern`` check (default False).
+    :param max_snapshot_age: newest finish time allowed for the snapshot, as its age (default 36
+        hours); None restores any snapshot (e.g. an old one chosen on purpose for a recovery).
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks (default 30).
     :param timeout: how long to wait for COMPLETED (default 2 hours).
@@ -70,6 +92,9 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         group_id: str | None = None,
         target_group_id: str | None = None,
         allow_restore_over_source: bool = False,
+        target_pattern: str = DEFAULT_RESTORE_TARGET_PATTERN,
+        allow_any_target: bool = False,
+        max_snapshot_age: timedelta | float | None = DEFAULT_MAX_SNAPSHOT_AGE,
         deferrable: bool | None = None,
         poll_interval: float = 30.0,
         timeout: timedelta | float = timedelta(hours=2),
@@ -83,6 +108,9 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         self.group_id = group_id
         self.target_group_id = target_group_id
         self.allow_restore_over_source = allow_restore_over_source
+        self.target_pattern = target_pattern
+        self.allow_any_target = allow_any_target
+        self.max_snapshot_age = max_snapshot_age
         self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
@@ -96,13 +124,23 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
         group_id = optional_object_id(self.group_id, "group_id", "the connection's group_id extra")
         target_group = optional_object_id(self.target_group_id, "target_group_id", "the source project")
         allow_over_source = require_bool(self.allow_restore_over_source, "allow_restore_over_source")
+        allow_any_target = require_bool(self.allow_any_target, "allow_any_target")
+        pattern = self._target_pattern()
+        max_age = None if self.max_snapshot_age is None else require_timedelta(self.max_snapshot_age, "max_snapshot_age")
         require_bool(self.deferrable, "deferrable")
         poll = require_positive_number(self.poll_interval, "poll_interval")
         timeout = require_timedelta(self.timeout, "timeout").total_seconds()
         if timeout <= 0:
             raise AtlasFlexConfigError(f"timeout must be greater than zero, got {self.timeout!r}.")
+        run_started = self._run_started(context)
         from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-        from airflow_provider_atlasflex.restore_targets import restore_finished
+        from airflow_provider_atlasflex.restore_jobs import utcnow
+        from airflow_provider_atlasflex.restore_targets import (
+            check_snapshot_fresh,
+            newest_restore_into,
+            restore_finished,
+            restores_in_progress_into,
+        )
 
         hook = AtlasFlexHook(require_connection_id(self.atlas_conn_id))
         try:
@@ -114,22 +152,47 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
                     "with the snapshot. Name a scratch cluster in target_cluster_name, or set "
                     "allow_restore_over_source=True if that is really what you want."
                 )
+            if not allow_any_target and not fnmatchcase(target, pattern):
+                raise AtlasFlexConfigError(
+                    f"Refusing to restore into {target!r}: its name does not match target_pattern {pattern!r}, and a "
+                    "restore replaces the target's data. Restore into a scratch cluster whose name matches (e.g. "
+                    "'restore-drill-scratch'), set target_pattern to the glob of your scratch clusters, or pass "
+                    "allow_any_target=True if this cluster may really be overwritten."
+                )
             self._check_target(hook, target, target_group)
             if snapshot_id is None:
-                snapshot_id = str(hook.get_newest_completed_snapshot(source, group_id)["id"])
+                snapshot = hook.get_newest_completed_snapshot(source, group_id)
+                snapshot_id = str(snapshot["id"])
                 self.log.info("Newest COMPLETED snapshot of %s is %s", source, snapshot_id)
-            job = hook.find_restore_job(source, snapshot_id, target, target_group, group_id)
-            if job is not None:
+            else:
+                snapshot = hook.get_snapshot(source, snapshot_id, group_id)
+            if max_age is not None:
+                age = check_snapshot_fresh(snapshot, source, max_age, utcnow())
                 self.log.info(
-                    "Restore job %s (status %s) already restores snapshot %s into %s: waiting for it, not starting "
-                    "another",
+                    "Snapshot %s finished at %s (%.1f hours ago, within max_snapshot_age)",
+                    snapshot_id,
+                    snapshot.get("finishTime"),
+                    age.total_seconds() / 3600,
+                )
+            jobs = hook.list_restore_jobs(source, group_id)
+            found = newest_restore_into(jobs, snapshot_id, target, target_group, since=run_started)
+            if found is not None:
+                job = dict(found)
+                self.log.info(
+                    "Restore job %s (status %s, scheduled %s) restores snapshot %s into %s and was started by this "
+                    "DAG run (which started %s): waiting for it, not starting another",
                     job.get("id"),
                     job.get("status"),
+                    job.get("restoreScheduledDate"),
                     snapshot_id,
                     target,
+                    run_started.isoformat(),
                 )
             else:
-                job = hook.request_restore(source, snapshot_id, target, target_group, group_id)
+                self._refuse_busy_target(restores_in_progress_into(jobs, target, target_group), target)
+                job = hook.request_restore(
+                    source, snapshot_id, target, target_group, group_id, existing_job_ids={str(j.get("id")) for j in jobs}
+                )
                 self.log.info(
                     "Started restore job %s: snapshot %s of %s into %s (project %s)",
                     job.get("id"),
@@ -169,12 +232,45 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
                 if time.monotonic() >= deadline:
                     raise AtlasFlexError(
                         f"Restore job {job_id} of snapshot {snapshot_id} into {target!r} was still {job.get('status')} "
-                        f"after {timeout:g} s. Check it in the Atlas UI, then clear this task to wait again (it will "
-                        "not start a second restore) or raise timeout."
+                        f"after {timeout:g} s. Check it in the Atlas UI, or raise timeout. A retry in this DAG run waits "
+                        f"for this job again; no run starts a second restore into {target!r} while it is running, "
+                        "and a new run (or a clear of a finished one) restores anew once it has finished."
                     )
                 self.log.info("Restore job %s is %s; next check in %.0f s", job_id, job.get("status"), poll)
         finally:
             hook.close()
+
+    def _target_pattern(self) -> str:
+        pattern = self.target_pattern
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise AtlasFlexConfigError(
+                f"target_pattern must be a non-empty glob such as 'restore-drill*', got {pattern!r}. To restore into "
+                "any cluster, pass allow_any_target=True instead."
+            )
+        return pattern
+
+    def _run_started(self, context: Context) -> datetime:
+        """When this DAG run started, as the earliest moment a job of this run can have been scheduled.
+
+        The run's ``start_date`` (``run_after`` when later: ``airflow dags test`` with a past date sets
+        start_date to that date), never later than this try's start; without a run (a bare
+        ``execute()``), this try's start or now.
+        """
+        ti = context.get("ti")
+        now = getattr(ti, "start_date", None) or datetime.now(timezone.utc)
+        dag_run = context.get("dag_run")
+        known = [t for t in (getattr(dag_run, "start_date", None), getattr(dag_run, "run_after", None)) if t]
+        return min(max(known), now) if known else now
+
+    def _refuse_busy_target(self, running: Sequence[Mapping[str, Any]], target: str) -> None:
+        if running:
+            job = running[0]
+            raise AtlasFlexError(
+                f"Restore job {job.get('id')} (snapshot {job.get('snapshotId')}, status {job.get('status')}, "
+                f"scheduled {job.get('restoreScheduledDate')}) is still restoring into {target!r}; it was not "
+                "started by this DAG run, and a second restore into the same cluster would race it. This try "
+                "fails without starting one; a retry once it has finished restores anew."
+            )
 
     def _check_target(self, hook: AtlasFlexHook, target: str, target_group: str) -> None:
         """The target must exist and be a flex cluster that can take a restore (404/400 otherwise)."""

@@ -3,7 +3,7 @@ or which cluster a restore overwrites (issue 7 items 5 and 17).
 
 The live proofs run in real Airflow (``tests/e2e/test_nightly_export_dag.py`` passes a
 ``destination_root`` in conf and checks nothing lands there; ``tests/e2e/test_restore_drill_dag.py``
-triggers the drill at a production cluster and checks no restore starts).
+names a production cluster as source and scratch in conf and checks it is neither read nor written).
 """
 
 from __future__ import annotations
@@ -71,13 +71,32 @@ def test_default_destination_is_not_in_the_shared_temp_directory(monkeypatch, tm
 
 @reliability(
     "hostile",
-    "A user allowed to trigger the restore drill names a production cluster as the scratch target in conf",
-    "The scratch_cluster param only accepts restore-drill* names; the operator also refuses the source cluster",
-    "The run is refused at trigger time (param validation) and no restore job is created",
+    "A user allowed to trigger the restore drill names the source cluster (whose data lands in the scratch cluster) "
+    "or the scratch target (whose data is replaced) in run conf",
+    "The DAG has no params: drill_plan reads the clusters from the Variables atlasflex_drill_source_clusters / "
+    "atlasflex_drill_scratch_cluster; the restore's target_pattern (restore-drill*) is not templated",
+    "conf has no say; a Variable naming a production cluster as scratch is refused by the restore before any request",
 )
-@pytest.mark.parametrize("target", ["beta", "prod-a", "alpha"])
-def test_restore_drill_conf_cannot_target_a_production_cluster(target):
-    scratch = load("atlas_flex_restore_drill").dag.params.get_param("scratch_cluster")
-    with pytest.raises(Exception, match="does not match"):
-        scratch.resolve(value=target)
-    assert scratch.resolve(value="restore-drill-weekly") == "restore-drill-weekly"
+def test_restore_drill_conf_cannot_choose_the_source_or_the_target(monkeypatch):
+    dag = load("atlas_flex_restore_drill").dag
+    assert not dict(dag.params)
+    plan = dag.get_task("drill_plan")
+    assert inspect.signature(plan.python_callable).parameters == {}  # no params, no conf, no context
+    restore = dag.get_task("restore_into_scratch")
+    assert restore.partial_kwargs["target_pattern"] == "restore-drill*"
+    assert "target_pattern" not in restore.template_fields and "allow_any_target" not in restore.partial_kwargs
+    monkeypatch.delenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SCRATCH_CLUSTER", raising=False)
+    monkeypatch.delenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SOURCE_CLUSTERS", raising=False)
+    with pytest.raises(ValueError, match="Set the Airflow Variable atlasflex_drill_source_clusters"):
+        plan.python_callable()
+    monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SOURCE_CLUSTERS", '["prod-a", "prod-b", "prod-a"]')
+    assert plan.python_callable() == [
+        {"cluster_name": "prod-a", "target_cluster_name": "restore-drill-scratch"},
+        {"cluster_name": "prod-b", "target_cluster_name": "restore-drill-scratch"},
+    ]
+    monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SOURCE_CLUSTERS", "prod-a")
+    monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SCRATCH_CLUSTER", "restore-drill-weekly")
+    assert plan.python_callable() == [{"cluster_name": "prod-a", "target_cluster_name": "restore-drill-weekly"}]
+    monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DRILL_SOURCE_CLUSTERS", '{"cluster": "prod-a"}')
+    with pytest.raises(ValueError, match="must be a JSON list of cluster names or one name"):
+        plan.python_callable()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -195,8 +197,10 @@ def created(emu: AtlasEmulator) -> list[Any]:
     return [x for x in emu.requests.by_operation("createGroupFlexClusterBackupRestoreJob") if x.status == 200]
 
 
-def restore(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def restore(run: Any = None, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One try of the restore task; tries given the same ``run`` (a DAG run's start) belong to one DAG run."""
     context = make_context()
+    context["dag_run"] = run
     kwargs.setdefault("deferrable", False)
     kwargs.setdefault("poll_interval", 0.05)
     op = AtlasFlexRestoreSnapshotOperator(task_id="restore", cluster_name="alpha", **kwargs)
@@ -206,13 +210,14 @@ def restore(**kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_restore_waits_for_completed_and_is_safe_on_retry(emu):
     emu.add_cluster("restore-drill-scratch", snapshots=0)
     emu.restore_duration = 0.6
-    job, pushed = restore(target_cluster_name="restore-drill-scratch")
+    run = SimpleNamespace(start_date=datetime.now(timezone.utc), run_after=None)
+    job, pushed = restore(run, target_cluster_name="restore-drill-scratch")
     newest = emu.newest_completed_snapshot_id("alpha")
     assert job["status"] == "COMPLETED" and job["deliveryType"] == "RESTORE" and job["snapshotId"] == newest
     assert pushed == {"restore_job_id": job["id"], "snapshot_id": newest}
     assert emu.restored_snapshot("restore-drill-scratch") == newest
-    # a retry finds the job and does not start a second restore
-    again, _ = restore(target_cluster_name="restore-drill-scratch")
+    # a retry in the same DAG run finds the job and does not start a second restore
+    again, _ = restore(run, target_cluster_name="restore-drill-scratch")
     assert again["id"] == job["id"]
     restores = [j for j in emu.restore_jobs("alpha") if j["deliveryType"] == "RESTORE"]
     assert len(restores) == 1
@@ -223,15 +228,15 @@ def test_restore_over_the_source_is_refused_before_any_request(emu):
     with pytest.raises(AtlasFlexConfigError, match="Refusing to restore cluster 'alpha' over itself"):
         restore(target_cluster_name="alpha")
     assert len(emu.requests) == 0
-    job, _ = restore(target_cluster_name="alpha", allow_restore_over_source=True)
+    job, _ = restore(target_cluster_name="alpha", allow_restore_over_source=True, allow_any_target=True)
     assert job["targetDeploymentItemName"] == "alpha" and job["status"] == "COMPLETED"
 
 
 def test_restore_target_must_be_an_existing_flex_cluster(emu):
-    with pytest.raises(AtlasFlexError, match="No cluster named 'ghost'"):
-        restore(target_cluster_name="ghost")
+    with pytest.raises(AtlasFlexError, match="No cluster named .restore-drill-ghost."):
+        restore(target_cluster_name="restore-drill-ghost")
     with pytest.raises(AtlasFlexError, match="not a flex cluster"):
-        restore(target_cluster_name="legacy-m10")
+        restore(target_cluster_name="legacy-m10", allow_any_target=True)
     emu.add_cluster("restore-drill-new", snapshots=0, state="CREATING")
     with pytest.raises(RestoreJobFailedError, match="still being created"):
         restore(target_cluster_name="restore-drill-new")
@@ -242,8 +247,8 @@ def test_failed_restore_fails_without_retry_and_the_retry_starts_a_new_one(emu):
     emu.fail_next_restore("alpha")
     emu.restore_duration = 0.3
     with pytest.raises(RestoreJobFailedError, match="FAILED"):
-        restore(target_cluster_name="beta")
-    job, _ = restore(target_cluster_name="beta")  # the FAILED job is not reused
+        restore(target_cluster_name="beta", allow_any_target=True)
+    job, _ = restore(target_cluster_name="beta", allow_any_target=True)  # the FAILED job is not reused
     assert job["status"] == "COMPLETED"
     assert len(created(emu)) == 2
 
@@ -251,7 +256,7 @@ def test_failed_restore_fails_without_retry_and_the_retry_starts_a_new_one(emu):
 def test_restore_defers_with_the_shared_trigger(emu):
     emu.restore_duration = 30.0
     op = AtlasFlexRestoreSnapshotOperator(
-        task_id="restore", cluster_name="alpha", target_cluster_name="beta", deferrable=True
+        task_id="restore", cluster_name="alpha", target_cluster_name="beta", allow_any_target=True, deferrable=True
     )
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(make_context())
