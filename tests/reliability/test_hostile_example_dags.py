@@ -43,9 +43,12 @@ def test_run_conf_cannot_choose_where_backups_go(monkeypatch, tmp_path):
     assert inspect.signature(destination.python_callable).parameters == {}  # no params, no conf, no context
     copy = dag.get_task("export_cluster.copy_to_storage")
     assert {ref.operator.task_id for ref in (copy.dst, copy.dst_conn_id)} == {"destination"}
+    plan = dag.get_task("plan_exports")  # the archive the plan scans comes from the same Variables
+    assert {ref.operator.task_id for ref in (plan.archive_root, plan.archive_conn_id)} == {"destination"}
     monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT", "s3://backups/atlas/")
     monkeypatch.setenv("AIRFLOW_VAR_ATLASFLEX_DESTINATION_CONN_ID", "aws_backups")
     assert destination.python_callable() == {
+        "root": "s3://backups/atlas",
         "dst": "s3://backups/atlas/{cluster_name}/{date}/{snapshot_id}.tgz",
         "dst_conn_id": "aws_backups",
     }
