@@ -81,6 +81,8 @@ def build_night_report(
     """
     if not isinstance(discovery, Mapping):
         return [_row({}, FAILED, reason="cluster discovery did not finish: see the discovery task's log")]
+    from airflow_provider_atlasflex.restore_jobs import parse_atlas_time
+
     now = now or datetime.now(timezone.utc)
     stale = {_key(e): e for e in _entries(discovery, "stale")}
     points = {_key(e): e for e in _entries(discovery, "recovery_points")}
@@ -108,6 +110,8 @@ def build_night_report(
                        snapshot_id=snapshot_id)
         if backfill:
             row["finished_at"] = target.get("finished_at")
+            finished = parse_atlas_time(row["finished_at"])
+            row["age_hours"] = round((now - finished).total_seconds() / 3600, 1) if finished else None
             backfills.append(row)
         else:
             rows.append(_judged(row, point, stale.get(_key(target)), now, max_snapshot_age))
