@@ -11,7 +11,9 @@ The walk reads what Python's ``tarfile`` reads, and no more: ustar/GNU/pax heade
 checksum and numeric fields, octal or base-256 numbers, pax ``size`` overrides (global ones too),
 GNU long names/links, old GNU sparse members with their extension blocks (their data is the
 stored size), and pax sparse members. It is stricter where ``tarfile`` stops quietly: a garbled
-header, a lone zero block, a malformed pax record or a missing end marker is damage.
+header, a lone zero block, a malformed pax record or a missing end marker is damage. Member data
+is not looked into: the sparse map that pax sparse 1.0 stores at the start of a member's data is
+data (gzip's CRC32 guards it), so a map garbled before compression passes here and fails in tarfile.
 """
 
 from __future__ import annotations
@@ -258,5 +260,10 @@ def _pax_sizes(records: bytes, offset: int) -> tuple[int | None, int | None]:
             real = number
             if key == b"size":
                 size = number
+        elif key == b"GNU.sparse.map":  # pax sparse 0.1: tarfile reads "offset,size,..." as integers
+            try:
+                [int(number) for number in value.split(b",")]
+            except ValueError:
+                raise ArchiveDamage(f"a pax GNU.sparse.map record that is not numbers before inflated offset {offset}") from None
         pos += length
     return size, real
