@@ -1,1 +1,1 @@
-"""The archive: exports at rest, what proves them ours, and what they cover."""
+"""The archive: what a valid export is (the .tgz walkers shared by copy and scrub), what proves it ours, what it covers."""

@@ -142,7 +142,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
         self.log.info("%d of %d export(s) verified, %d failed", len(results) - len(failed), len(results), len(failed))
         if failed:
             context["ti"].xcom_push(key=RESULTS_XCOM_KEY, value=results)
-            error = ExportReadError if all(r["status"] == "unreadable" for r in failed) else ExportVerificationError
+            error = ExportReadError if all(_transient(r) for r in failed) else ExportVerificationError
             raise error(
                 f"{len(failed)} of {len(results)} export(s) under {target} failed verification:\n"
                 f"{describe_failures(results)}"
@@ -167,3 +167,8 @@ def check_chunk_size(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 256 * MIB:
         raise AtlasFlexConfigError(f"chunk_size must be a whole number of bytes from 1 KiB to 256 MiB, got {value!r}.")
     return value
+
+
+def _transient(result: dict[str, Any]) -> bool:
+    """An unreadable file may read next time (a retry helps); a symlink, FIFO or device in its place will not."""
+    return bool(result["status"] == "unreadable" and not result.get("not_a_file"))

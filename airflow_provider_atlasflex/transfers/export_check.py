@@ -1,30 +1,35 @@
 """Re-reading committed exports: find them under a root, and prove one against its sidecars.
 
 Shared by the verify ("scrub") and retention operators. Reading is one sequential pass with flat
-memory whatever the file size: the raw bytes are hashed and counted, inflated member by member
-(zlib checks each gzip member's CRC32 and length), and the inflated stream is walked by an
-incremental tar header parser that needs the end-of-archive marker to call an archive complete.
-(``tarfile``'s stream mode stops quietly at a truncated or garbled header, so it cannot prove that.)
+memory whatever the file size: the raw bytes are hashed and counted, and walked by the same gzip
+and tar walks the copy runs before it commits (:mod:`airflow_provider_atlasflex.archive`), so what
+the copy committed the scrub accepts. The pass is bounded: only regular files are opened (no
+symlink, FIFO or device: :mod:`.at_rest`), it stops one byte past the size the manifest records,
+and a file without a manifest stops at its first damage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import zlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
-from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
+from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
+from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage
+from airflow_provider_atlasflex.archive.tar_walker import TarWalker as TarStreamLister  # noqa: F401 - old name
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
 from airflow_provider_atlasflex.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
     AtlasFlexConfigError,
     AtlasFlexError,
 )
-from airflow_provider_atlasflex.transfers.commit import PARTIAL_NAME
+from airflow_provider_atlasflex.transfers.at_rest import NotRegularFile, open_regular
+from airflow_provider_atlasflex.transfers.commit import PARTIAL_NAME, is_local
 from airflow_provider_atlasflex.transfers.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
@@ -39,15 +44,6 @@ from airflow_provider_atlasflex.validation import require_connection_id
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-GZIP_MAGIC = b"\x1f\x8b"
-_TAR_BLOCK = 512
-_ZERO_BLOCK = bytes(_TAR_BLOCK)
-_MAX_OUTPUT_PER_STEP = MIB  # inflated bytes produced per zlib call: bounds memory on a "zip bomb"
-_MAX_PAX_HEADER = MIB
-# Entries with no data after their header (tarfile.SUPPORTED_TYPES minus the regular ones).
-_NO_DATA_TYPES = frozenset(b"123456")
-_REGULAR_TYPES = frozenset(b"07\x00S")
-
 VERIFIED = "verified"
 FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable")
 
@@ -60,161 +56,13 @@ class ExportReadError(AtlasFlexError):
     """An export could not be read (storage error): retried by Airflow like any transient failure."""
 
 
-class ArchiveDamage(Exception):
-    """The bytes are not a complete gzip-compressed tar archive (the message says where and why)."""
-
-
-# ---- one sequential pass: sha256, gzip members, tar listing ---------------------------------------
-
-
-class TarStreamLister:
-    """Feed inflated tar bytes in order; counts members and their data size, and needs the end marker."""
-
-    def __init__(self) -> None:
-        self.members = 0
-        self.member_bytes = 0
-        self.offset = 0
-        self.ended = False
-        self._header = bytearray()
-        self._skip = 0
-        self._pax: bytearray | None = None
-        self._pax_size: int | None = None
-        self._zero_blocks = 0
-
-    def feed(self, data: bytes) -> None:
-        view = memoryview(data)
-        i = 0
-        while i < len(view):
-            if self._skip:
-                n = min(self._skip, len(view) - i)
-                if self._pax is not None:
-                    self._pax += view[i : i + n]
-                self._skip -= n
-                i += n
-                self.offset += n
-                if not self._skip and self._pax is not None:
-                    self._pax_size = _pax_size(bytes(self._pax), self._pax_size)
-                    self._pax = None
-                continue
-            if self.ended:
-                if bytes(view[i:]).strip(b"\0"):
-                    raise ArchiveDamage(f"data after the tar end-of-archive marker (inflated offset {self.offset})")
-                self.offset += len(view) - i
-                return
-            take = view[i : i + _TAR_BLOCK - len(self._header)]
-            self._header += take
-            i += len(take)
-            self.offset += len(take)
-            if len(self._header) == _TAR_BLOCK:
-                self._on_header(bytes(self._header), self.offset - _TAR_BLOCK)
-                self._header.clear()
-
-    def finish(self) -> None:
-        if self.ended:
-            return
-        if self._skip or self._header:
-            raise ArchiveDamage(
-                f"the tar archive is truncated inside entry {self.members} (inflated offset {self.offset})"
-            )
-        raise ArchiveDamage(f"the tar archive has no end-of-archive marker after {self.members} member(s) (truncated)")
-
-    def _on_header(self, block: bytes, at: int) -> None:
-        if block == _ZERO_BLOCK:
-            self._zero_blocks += 1
-            self.ended = self._zero_blocks == 2
-            return
-        if self._zero_blocks:
-            raise ArchiveDamage(f"a lone zero block before the tar header at inflated offset {at}")
-        stored = _tar_number(block[148:156], at, "checksum")
-        unsigned = sum(block[:148]) + 256 + sum(block[156:])
-        signed = sum(b - 256 if b > 127 else b for b in block[:148] + block[156:]) + 256
-        if stored not in (unsigned, signed):
-            raise ArchiveDamage(f"invalid tar header (checksum mismatch) at inflated offset {at}")
-        size = _tar_number(block[124:136], at, "size")
-        kind = block[156]
-        padded = -(-size // _TAR_BLOCK) * _TAR_BLOCK
-        if kind in b"xg":
-            if size > _MAX_PAX_HEADER:
-                raise ArchiveDamage(f"an extended tar header of {size} bytes at inflated offset {at}")
-            self._pax = bytearray() if kind == ord("x") else None
-            self._skip = padded
-            return
-        if kind in b"LK":  # GNU long name / long link: data is a name, not a member
-            self._skip = padded
-            return
-        if self._pax_size is not None:
-            size, self._pax_size = self._pax_size, None
-            padded = -(-size // _TAR_BLOCK) * _TAR_BLOCK
-        self.members += 1
-        if kind in _NO_DATA_TYPES:
-            return
-        if kind in _REGULAR_TYPES:
-            self.member_bytes += size
-        self._skip = padded
-
-
-def _tar_number(field_bytes: bytes, at: int, what: str) -> int:
-    if field_bytes[0] & 0x80:  # GNU base-256
-        return int.from_bytes(bytes([field_bytes[0] & 0x7F]) + field_bytes[1:], "big")
-    text = field_bytes.replace(b"\0", b" ").strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ArchiveDamage(f"invalid tar header ({what} field {field_bytes!r}) at inflated offset {at}") from None
-
-
-def _pax_size(records: bytes, current: int | None) -> int | None:
-    """The ``size`` record of a pax header (it overrides the next member's size field)."""
-    for line in records.split(b"\n"):
-        _, _, keyword_value = line.partition(b" ")
-        keyword, _, value = keyword_value.partition(b"=")
-        if keyword == b"size" and value.isdigit():
-            return int(value)
-    return current
-
-
-class GzipInflater:
-    """Inflate concatenated gzip members with bounded output per step; zlib checks CRC32 and length."""
-
-    def __init__(self, sink: TarStreamLister) -> None:
-        self.members = 0
-        self._sink = sink
-        self._decoder = zlib.decompressobj(wbits=31)
-        self._in_member = 0
-        self.raw_offset = 0
-
-    def feed(self, data: bytes) -> None:
-        pending = data
-        try:
-            while pending:
-                if self._in_member == 0 and not pending.startswith(GZIP_MAGIC[: len(pending)]):
-                    what = "does not start with" if self.members == 0 else "has trailing bytes without"
-                    raise ArchiveDamage(f"the file {what} the gzip signature (at byte {self.raw_offset})")
-                before = len(pending)
-                self._sink.feed(self._decoder.decompress(pending, _MAX_OUTPUT_PER_STEP))
-                if self._decoder.eof:
-                    leftover = self._decoder.unused_data
-                    self.raw_offset += before - len(leftover)
-                    self.members += 1
-                    self._in_member = 0
-                    self._decoder = zlib.decompressobj(wbits=31)
-                    pending = leftover
-                else:
-                    pending = self._decoder.unconsumed_tail
-                    self._in_member += before - len(pending)
-                    self.raw_offset += before - len(pending)
-        except zlib.error as exc:
-            raise ArchiveDamage(f"invalid gzip data in member {self.members + 1} ({exc})") from None
-
-    def finish(self) -> None:
-        if self.members == 0 or self._in_member:
-            raise ArchiveDamage(f"the gzip stream is truncated (ends inside member {self.members + 1})")
-        self._sink.finish()
-
-
 @dataclass
 class ContentCheck:
-    """What one pass over a file found: always bytes and sha256; ``damage`` when it is not a whole .tgz."""
+    """What one pass over a file found; ``damage`` when it is not a whole .tgz.
+
+    ``complete`` is False when the pass stopped early (past ``limit``, or at damage when asked to):
+    then ``sha256`` is empty and ``bytes`` counts what was read, not the file's size.
+    """
 
     bytes: int = 0
     sha256: str = ""
@@ -222,36 +70,62 @@ class ContentCheck:
     tar_members: int = 0
     tar_member_bytes: int = 0
     damage: str | None = None
+    complete: bool = True
+    over_limit: bool = False
+    stored_size: int | None = None  # the file's size as storage reports it, when the pass stopped past the limit
 
 
-def check_content(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE) -> ContentCheck:
+def check_content(
+    path: ObjectStoragePath,
+    chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE,
+    *,
+    limit: int | None = None,
+    stop_at_damage: bool = False,
+) -> ContentCheck:
     """Read ``path`` once: sha256 and size of every byte, gzip integrity, complete tar listing.
 
-    Damage does not stop the pass (the sha256 of the whole file is still reported); I/O errors raise.
+    :param limit: stop after ``limit + 1`` bytes (a longer file is not read to its end).
+    :param stop_at_damage: stop at the first damage; otherwise the pass goes on for the sha256.
+    Raises :class:`NotRegularFile` for a symlink, FIFO or device (never opened) and OSError for I/O errors.
     """
     digest = hashlib.sha256()
-    lister = TarStreamLister()
-    inflater = GzipInflater(lister)
+    walker = GzipWalker()
     result = ContentCheck()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
+    with open_regular(path) as handle:
+        while chunk := handle.read(chunk_size if limit is None else min(chunk_size, limit + 1 - result.bytes)):
             digest.update(chunk)
             result.bytes += len(chunk)
             if result.damage is None:
                 try:
-                    inflater.feed(chunk)
+                    walker.feed(chunk)
                 except ArchiveDamage as exc:
                     result.damage = str(exc)
-    if result.damage is None:
+                    result.complete = not stop_at_damage
+                    if stop_at_damage:
+                        break
+            if limit is not None and result.bytes > limit:
+                result.complete, result.over_limit = False, True
+                result.stored_size = _stored_size(handle, path)
+                break
+    if result.damage is None and result.complete:
         try:
-            inflater.finish()
+            walker.finish()
         except ArchiveDamage as exc:
             result.damage = str(exc)
-    result.sha256 = digest.hexdigest()
-    result.gzip_members = inflater.members
-    result.tar_members = lister.members
-    result.tar_member_bytes = lister.member_bytes
+    result.sha256 = digest.hexdigest() if result.complete else ""
+    result.gzip_members = walker.members
+    assert walker.tar is not None
+    result.tar_members = walker.tar.members
+    result.tar_member_bytes = walker.tar.member_bytes
     return result
+
+
+def _stored_size(handle: Any, path: ObjectStoragePath) -> int | None:
+    """The size of the open file (local) or of the object, without reading it; None if unknown."""
+    try:
+        return int(os.fstat(handle.fileno()).st_size if is_local(path) else path.fs.size(path.path))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
 
 
 # ---- proving one export against its sidecars -----------------------------------------------------
@@ -302,32 +176,46 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
             else:
                 problems.insert(0, "the export file is missing (its sidecars point at nothing)")
             return result
-        content = check_content(path, chunk_size)
+        # Bounded: one byte past the recorded size proves a longer file; an unproven file stops at damage.
+        limit = manifest["bytes"] if manifest is not None else None
+        content = check_content(path, chunk_size, limit=limit, stop_at_damage=manifest is None)
         size, sha = content.bytes, content.sha256
         result.update(
             {
-                "bytes": size,
-                "sha256": sha,
+                "bytes": size if content.complete else None,
+                "sha256": sha or None,
                 "gzip_members": content.gzip_members,
                 "tar_members": content.tar_members,
                 "tar_member_bytes": content.tar_member_bytes,
             }
+            | ({} if content.complete else {"bytes_read": size})
         )
         if content.damage:
             damaged = True
-            problems.append(f"not a complete .tgz: {content.damage}")
+            stopped = "" if content.complete or content.over_limit else " (reading stopped there: no manifest)"
+            problems.append(f"not a complete .tgz: {content.damage}{stopped}")
+    except NotRegularFile as exc:
+        result.update(status="unreadable", not_a_file=True)
+        problems.append(f"could not be read: {exc.strerror}")
+        return result
     except OSError as exc:
         result["status"] = "unreadable"
         problems.append(f"could not be read: {exc.strerror or exc}")
         return result
-    if manifest is not None and size != manifest["bytes"]:
+    if manifest is not None and content.over_limit:
+        mismatch = True
+        has = "more" if content.stored_size is None else content.stored_size
+        problems.append(
+            f"bytes: the manifest says {manifest['bytes']}, the file has {has} (reading stopped after {size} bytes)"
+        )
+    elif manifest is not None and size != manifest["bytes"]:
         mismatch = True
         problems.append(f"bytes: the manifest says {manifest['bytes']}, the file has {size}")
     for where, expected in (
         ("the manifest", manifest and manifest["sha256"]),
         (f"{path.name}{SHA256_SUFFIX}", recorded_sha),
     ):
-        if expected and expected != sha:
+        if expected and sha and expected != sha:
             mismatch = True
             problems.append(f"sha256: {where} says {expected}, the file's is {sha}")
     result["status"] = "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
@@ -420,8 +308,11 @@ def _claims_to_be_ours(path: ObjectStoragePath, size: int | None) -> bool:
     """Whether a ``.json`` declares our format; someone else's JSON (or a large file) is left alone."""
     if size is not None and size > MAX_SIDECAR_BYTES:
         return False
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    try:
+        with open_regular(path) as handle:
+            raw = handle.read(MAX_SIDECAR_BYTES + 1)
+    except NotRegularFile:  # replaced by a FIFO or a symlink since the listing: not ours to read
+        return False
     if len(raw) > MAX_SIDECAR_BYTES:
         return False
     try:

@@ -189,8 +189,10 @@ def read_sha256_sidecar(dst: ObjectStoragePath) -> str | None:
 
 def file_sha256(path: ObjectStoragePath) -> tuple[int, str]:
     """Size and sha256 of ``path``, read in 1 MiB pieces (flat memory)."""
+    from airflow_provider_atlasflex.transfers.at_rest import open_regular  # never a symlink, FIFO or device
+
     digest, size = hashlib.sha256(), 0
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         while piece := handle.read(_HASH_CHUNK):
             digest.update(piece)
             size += len(piece)
@@ -233,12 +235,14 @@ def _write_atomically(path: ObjectStoragePath, data: bytes, file_mode: int, dir_
 
 
 def _read_small(path: ObjectStoragePath) -> bytes | None:
+    from airflow_provider_atlasflex.transfers.at_rest import NotRegularFile, open_regular
+
     try:
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or a symlink to /dev/zero is refused, never read
             raw = handle.read(MAX_SIDECAR_BYTES + 1)
     except FileNotFoundError:
         return None
-    except (IsADirectoryError, PermissionError) as exc:
+    except (IsADirectoryError, PermissionError, NotRegularFile) as exc:
         raise ManifestError(f"{path} cannot be read ({exc.strerror or exc})") from None
     if len(raw) > MAX_SIDECAR_BYTES:
         raise ManifestError(f"{path} is larger than {MAX_SIDECAR_BYTES} bytes: not one of our sidecars")

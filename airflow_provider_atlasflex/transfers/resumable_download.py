@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
+from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
 from airflow_provider_atlasflex.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_STALL_MIN_BYTES, DEFAULT_STALL_WINDOW, MIB
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotLinkExpiredError, SnapshotTransferError
 from airflow_provider_atlasflex.transfers.copy_pipeline import CopyPipeline
-from airflow_provider_atlasflex.transfers.gzip_check import GzipStreamCheck
 from airflow_provider_atlasflex.transfers.link_policy import check_peer, check_snapshot_link, redirect_target
 from airflow_provider_atlasflex.transfers.link_secrecy import hide_link_query
 from airflow_provider_atlasflex.validation import redact_url
@@ -221,7 +221,7 @@ class ResumableDownload:
         self._write: Callable[[memoryview], object] = _no_output
         self._written = 0  # bytes handed to the pipeline; equal to bytes written once it is drained
         self._hasher = hashlib.sha256()
-        self._gzip: GzipStreamCheck | None = None
+        self._gzip: GzipWalker | None = None
         self._pipeline: CopyPipeline | None = None
         self._total: int | None = None
         self._resumes = self._restarts = self._refreshes = 0
@@ -476,7 +476,7 @@ class ResumableDownload:
         self._write = _writer_for(self._out)
         self._written = 0
         self._hasher = hashlib.sha256()
-        self._gzip = GzipStreamCheck(inflater_name=self._inflater) if self._verify_gzip else None
+        self._gzip = GzipWalker(inflater_name=self._inflater) if self._verify_gzip else None
 
     def _close_output(self) -> None:
         if self._out is not None:

@@ -298,7 +298,7 @@ def test_rate_limit_outlasts_the_retry_budget(emu, atlas_conn, status):
     "A byte of the .tgz is corrupted in transit (size and headers unchanged), on every attempt; an "
     "earlier good export sits at dst and overwrite=True",
     "The streaming gzip check (CRC-32) failed; the temporary file was deleted; the good export kept",
-    "'Export of snapshot <id> of 'alpha' to <dst> failed: the snapshot file is not valid gzip data (...)'",
+    "'Export of snapshot <id> of 'alpha' to <dst> failed: the file is not valid gzip data (...)'",
 )
 def test_corrupt_download_never_replaces_a_good_export(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "digest")
