@@ -344,7 +344,11 @@ class TokenCache:
         if problem is None:
             return configured
         fallback = private_fallback_directory()
-        usable = fallback if fallback != configured and _private_directory_problem(fallback) is None else None
+        usable = (
+            fallback
+            if fallback is not None and fallback != configured and _private_directory_problem(fallback) is None
+            else None
+        )
         if configured not in self._refused_dirs:
             self._refused_dirs.add(configured)
             log.warning(
@@ -483,10 +487,21 @@ def _private_directory_problem(directory: Path) -> str | None:
     return None
 
 
-def private_fallback_directory() -> Path:
-    """A per-user directory under this user's own home, which other local users cannot pre-create."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".cache")
-    return Path(cache) / "airflow-provider-atlasflex" / "tokens"
+def private_fallback_directory() -> Path | None:
+    """A per-user directory under this user's own cache, which other local users cannot pre-create.
+
+    As XDG says: ``$XDG_CACHE_HOME`` (when absolute), else ``$HOME/.cache``, else the passwd entry's
+    home. A container running under an arbitrary UID (OpenShift, ``runAsUser``) may have no passwd
+    entry and no ``$HOME``: then there is no fallback (None), never an exception.
+    """
+    for base, suffix in ((os.environ.get("XDG_CACHE_HOME"), ()), (os.environ.get("HOME"), (".cache",))):
+        if base and os.path.isabs(base):
+            return Path(base, *suffix) / "airflow-provider-atlasflex" / "tokens"
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:  # no passwd entry for this UID
+        return None
+    return Path(home, ".cache", "airflow-provider-atlasflex", "tokens") if os.path.isabs(home) else None
 
 
 def _revoke_all(revoker: Callable[[str], None], tokens: list[CachedToken]) -> int:

@@ -276,3 +276,77 @@ def test_refused_store_directory_is_named_in_a_warning(
     assert len(warnings) == 1 and str(store) in warnings[0]  # once per process, naming it
     assert list(target.iterdir()) == []
     assert TokenCache(store_dir=store).get("k").access_token == "secret-token"  # shared via the fallback
+
+
+def _fallback_as_uid(uid: int, env: dict[str, str], squatted: str) -> dict[str, object]:
+    """In a child process running as ``uid`` with exactly ``env``: where a refused store falls back to."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, os, sys, tempfile\nfrom pathlib import Path\n"
+        # imported first: the interpreter's own files may not be readable by that UID
+        "from airflow_provider_atlasflex.hooks.service_account import TokenCache, CachedToken\n"
+        f"os.setgid({uid}); os.setuid({uid})\n"
+        f"cache = TokenCache(store_dir=Path({squatted!r}))\n"
+        "cache.put('k', CachedToken('t', 9e12, 0), lambda _: None)\n"
+        "directory = cache._directory()\n"
+        "print(json.dumps({'directory': str(directory) if directory else None, "
+        "'read_back': cache.get('k') is not None}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@reliability(
+    "hostile",
+    "A container runs tasks under an arbitrary UID with no passwd entry (OpenShift, Kubernetes runAsUser) and "
+    "the token directory is unusable",
+    "The store falls back to $XDG_CACHE_HOME, else $HOME/.cache, else keeps tokens in memory only; it never raises",
+    "One warning naming the refused directory; service-account tasks run (before: KeyError from pwd.getpwuid)",
+)
+def test_token_store_fallback_for_a_uid_without_passwd_entry() -> None:
+    import pwd
+    import shutil
+    import tempfile
+
+    if os.getuid() != 0:
+        pytest.skip("needs root to switch to a UID without a passwd entry")
+    uid = next(u for u in range(61_000, 62_000) if not _has_passwd_entry(pwd, u))
+    tmp_path = Path(tempfile.mkdtemp(prefix="atlasflex-uid-"))  # pytest's tmp_path is private to root
+    tmp_path.chmod(0o755)
+    try:
+        _check_fallbacks(uid, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_fallbacks(uid: int, tmp_path: Path) -> None:
+    squatted = tmp_path / "squatted"
+    squatted.mkdir(mode=0o777)  # refused: reachable by other users
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, uid, uid)
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": os.getcwd()}
+    # no $HOME, no $XDG_CACHE_HOME, no passwd entry: no fallback, no exception
+    assert _fallback_as_uid(uid, base, str(squatted)) == {"directory": None, "read_back": True}
+    # $HOME set (as Kubernetes does): $HOME/.cache
+    found = _fallback_as_uid(uid, {**base, "HOME": str(home)}, str(squatted))
+    assert found["directory"] == str(home / ".cache" / "airflow-provider-atlasflex" / "tokens")
+    # $XDG_CACHE_HOME wins over $HOME; a relative one is ignored, as XDG says
+    xdg = home / "xdg"
+    found = _fallback_as_uid(uid, {**base, "HOME": str(home), "XDG_CACHE_HOME": str(xdg)}, str(squatted))
+    assert found["directory"] == str(xdg / "airflow-provider-atlasflex" / "tokens")
+    found = _fallback_as_uid(uid, {**base, "HOME": str(home), "XDG_CACHE_HOME": "relative"}, str(squatted))
+    assert found["directory"] == str(home / ".cache" / "airflow-provider-atlasflex" / "tokens")
+
+
+def _has_passwd_entry(pwd: Any, uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
