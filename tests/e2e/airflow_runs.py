@@ -105,3 +105,20 @@ def assert_exported_identically(emu: Any, exports: Path, clusters: tuple[str, ..
     for cluster, snapshot_id in expected.items():
         path = exports / cluster / RUN_DATE / f"{snapshot_id}.tgz"
         assert file_sha256(path) == emu.expected_sha256(snapshot_id), f"{cluster}: bytes differ from what Atlas served"
+
+
+def dags_test_in_process(
+    sandbox: AirflowSandbox, emu: Any, exports: Path, *, date: str, dag_id: str = DAG_ID, timeout: float = 300
+) -> DagTestResult:
+    """Plain ``airflow dags test`` of ``dag_id`` (poke mode, Digest) writing to ``exports`` (the Variable)."""
+    return sandbox.dags_test(
+        dag_id,
+        logical_date=date,
+        connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
+        env={
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
+            "ATLAS_FLEX_POLL_SECONDS": "1",
+            "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
+        },
+        timeout=timeout,
+    )

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-from tests.e2e.conftest import DAG_ID, read_xcoms
+from tests.e2e.airflow_runs import dags_test_in_process
+from tests.e2e.conftest import read_xcoms
 from tests.reliability.registry import reliability
 
 RUN_DATE = "2026-11-20"
@@ -37,17 +37,7 @@ def test_nightly_run_fails_naming_stale_clusters(sandbox, tmp_path):
         emu.add_snapshot("stopped", "FAILED", taken_ago=1 * DAY)
         emu.add_cluster("aged", snapshots=0, created_ago=30 * DAY)
         emu.add_cluster("newbie", snapshots=0)
-        result = sandbox.dags_test(
-            DAG_ID,
-            logical_date=RUN_DATE,
-            connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
-            env={
-                "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
-                "ATLAS_FLEX_POLL_SECONDS": "1",
-                "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
-            },
-            timeout=240,
-        )
+        result = dags_test_in_process(sandbox, emu, exports, date=RUN_DATE)
         assert not result.succeeded, "a night with stale clusters must fail"
         report = read_xcoms(sandbox, "night_report", "report")[-1]
         rows = {r["cluster_name"]: r for r in report}

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
+from tests.e2e.airflow_runs import dags_test_in_process
 from tests.e2e.conftest import DAG_ID, read_xcoms
 from tests.reliability.registry import reliability
 
@@ -21,17 +21,7 @@ DAY = 86_400.0
 
 
 def run(sandbox, dag_id, emu, exports, date):
-    return sandbox.dags_test(
-        dag_id,
-        logical_date=date,
-        connections={"mongodb_atlas_default": emulator_connection(emu, "digest")},
-        env={
-            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "False",
-            "ATLAS_FLEX_POLL_SECONDS": "1",
-            "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
-        },
-        timeout=300,
-    )
+    return dags_test_in_process(sandbox, emu, exports, date=date, dag_id=dag_id)
 
 
 @pytest.mark.e2e

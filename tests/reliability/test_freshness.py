@@ -25,7 +25,7 @@ from airflow_provider_atlasflex.operators.night_report import (
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from tests.reliability.registry import reliability
-from tests.unit.fake_context import make_context
+from tests.unit.fake_context import PullingTI, make_context
 
 DAY = 86_400.0
 NOW = datetime(2026, 12, 6, 3, 30, tzinfo=timezone.utc)
@@ -226,17 +226,6 @@ def test_report_judges_age_when_it_runs():
                                max_snapshot_age=RPO)
     assert newer[0]["outcome"] == "exported"
 
-
-class PullingTI:
-    def __init__(self, values: dict[tuple[str, int], Any]) -> None:
-        self.values = values
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_pull(self, task_ids: str, map_indexes: int) -> Any:
-        return self.values.get((task_ids, map_indexes))
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 def test_report_operator_fails_naming_stale_cluster_snapshot_and_age(emu):

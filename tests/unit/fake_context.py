@@ -20,3 +20,14 @@ class RecordingTI:
 
 def make_context(logical_date: datetime | None = datetime(2026, 11, 28, 3, 30, tzinfo=timezone.utc)) -> dict[str, Any]:
     return {"ti": RecordingTI(), "logical_date": logical_date, "dag_run": None}
+
+
+class PullingTI(RecordingTI):
+    """A task instance whose XCom pulls answer from ``values`` keyed by (task_ids, map_indexes)."""
+
+    def __init__(self, values: dict[tuple[str, int], Any]) -> None:
+        super().__init__()
+        self.values = values
+
+    def xcom_pull(self, task_ids: str, map_indexes: int) -> Any:
+        return self.values.get((task_ids, map_indexes))

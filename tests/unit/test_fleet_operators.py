@@ -26,7 +26,7 @@ from airflow_provider_atlasflex.operators.restore_snapshot import AtlasFlexResto
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from tests.airflow_compat import TaskDeferred
-from tests.unit.fake_context import make_context
+from tests.unit.fake_context import PullingTI, make_context
 
 
 @pytest.fixture
@@ -158,17 +158,6 @@ def test_report_when_discovery_failed():
     rows = build_night_report(None, [])
     assert [r["outcome"] for r in rows] == ["failed"] and "discovery" in rows[0]["reason"]
 
-
-class PullingTI:
-    def __init__(self, values: dict[tuple[str, int], Any]) -> None:
-        self.values = values
-        self.pushed: dict[str, Any] = {}
-
-    def xcom_pull(self, task_ids: str, map_indexes: int) -> Any:
-        return self.values.get((task_ids, map_indexes))
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed[key] = value
 
 
 def test_report_operator_returns_table_or_fails_the_run():
