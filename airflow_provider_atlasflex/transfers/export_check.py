@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.signature import BAD_SIGNATURE, UNSIGNED
+from airflow_provider_atlasflex.archive.signature import check as check_signature
 from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
 from airflow_provider_atlasflex.exceptions import (
     AirflowFailException,
@@ -39,6 +41,8 @@ from airflow_provider_atlasflex.validation import require_connection_id
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from airflow_provider_atlasflex.archive.keys import KeyRing
+
 GZIP_MAGIC = b"\x1f\x8b"
 _TAR_BLOCK = 512
 _ZERO_BLOCK = bytes(_TAR_BLOCK)
@@ -49,7 +53,8 @@ _NO_DATA_TYPES = frozenset(b"123456")
 _REGULAR_TYPES = frozenset(b"07\x00S")
 
 VERIFIED = "verified"
-FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable")
+# unsigned: a manifest without a signature; bad_signature: one whose signature does not verify with a key of ours.
+FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable", UNSIGNED, BAD_SIGNATURE)
 
 
 class ExportVerificationError(AtlasFlexError, AirflowFailException):
@@ -257,15 +262,24 @@ def check_content(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
 # ---- proving one export against its sidecars -----------------------------------------------------
 
 
-def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE) -> dict[str, Any]:
-    """Compare ``path`` with ``<path>.json`` and ``<path>.sha256``; never raises for what it finds.
+def verify_export(
+    path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE, keys: KeyRing | None = None
+) -> dict[str, Any]:
+    """Compare ``path`` with ``<path>.json`` (and its signature) and ``<path>.sha256``; never raises for what it finds.
 
     Returns a JSON-able result: ``status`` is ``verified`` or one of :data:`FAILED_STATUSES`, and
-    ``problems`` says, in words, every difference found.
+    ``problems`` says, in words, every difference found. A manifest whose signature is missing or
+    does not verify with ``keys`` (default: the signing keys in Airflow Variables) proves nothing,
+    so its status is ``unsigned`` or ``bad_signature`` whatever else matches.
     """
+    if keys is None:
+        from airflow_provider_atlasflex.archive.keys import KeyRing
+
+        keys = KeyRing()
     result: dict[str, Any] = {"path": str(path), "status": VERIFIED, "problems": []}
     problems: list[str] = result["problems"]
     unproven = damaged = mismatch = False
+    signature: str | None = None
     manifest: dict[str, Any] | None = None
     recorded_sha: str | None = None
     try:
@@ -278,6 +292,11 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
                 {k: manifest.get(k) for k in ("cluster_name", "group_id", "snapshot_id", "exported_at")}
                 | {"manifest_bytes": manifest["bytes"], "manifest_sha256": manifest["sha256"]}
             )
+            signed = check_signature(manifest, keys.secret_of)
+            result["signature"] = signed.status
+            if not signed.valid:
+                signature = signed.status
+                problems.append(signed.reason)
     except (ManifestError, OSError) as exc:
         unproven = True
         problems.append(f"the manifest sidecar cannot be used: {exc}")
@@ -330,7 +349,9 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
         if expected and expected != sha:
             mismatch = True
             problems.append(f"sha256: {where} says {expected}, the file's is {sha}")
-    result["status"] = "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
+    result["status"] = signature or (
+        "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
+    )
     return result
 
 

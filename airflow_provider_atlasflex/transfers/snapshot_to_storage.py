@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.signature import SigningKey
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
     from airflow_provider_atlasflex.transfers.commit import ExportCommit
     from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
@@ -195,6 +196,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
                 record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
+            from airflow_provider_atlasflex.archive.keys import KeyRing
+
+            key = KeyRing().signing_key()  # before the copy: a missing key fails now, not after the download
             snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
             try:
                 url = ready_snapshot_url(job, cluster)
@@ -217,7 +221,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 group_id,
                 may_refresh=may_refresh,
                 unproven=unproven,
-                write_sidecars=lambda res: self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, res),
+                write_sidecars=lambda res: self._write_sidecars(
+                    dst, cluster, group_id, snapshot_id, snapshot, job_id, res, key
+                ),
             )
         finally:
             hook.close()
@@ -253,20 +259,25 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         existing ``dst`` is unproven (None if there was nothing to prove); raise if refused.
 
         A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
-        trusted only if :func:`prove_export` holds (sidecars for this snapshot, size, and a re-hash).
-        An unproven file with ``overwrite=False`` (e.g. a task that died between its commit and its
-        sidecars) is not refused here: the copy goes to this attempt's own temporary file, and the
-        no-clobber commit decides (see :meth:`_copy`): ``dst`` is never touched.
+        trusted only if :func:`.export_proof.prove_export` holds (a signed manifest for this snapshot,
+        its ``.sha256``, and a full re-read: sha256, gzip, tar); matching sidecars alone are not
+        enough, since whoever can write ``dst`` can write them too. An unproven file with
+        ``overwrite=False`` (a planted file, or a task that died between its commit and its
+        sidecars) is never accepted as it is: the copy goes to this attempt's own temporary file, and
+        the no-clobber commit decides (see :meth:`_copy`): ``dst`` is kept only if it holds exactly
+        the bytes Atlas serves now (then re-signed), otherwise the task fails; ``dst`` is never touched.
         """
+        from airflow_provider_atlasflex.archive.keys import KeyRing
         from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
-        from airflow_provider_atlasflex.transfers.manifest import prove_export, sidecar_paths
+        from airflow_provider_atlasflex.transfers.export_proof import prove_export
+        from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 
         try:
             if not refuse_unsafe_destination(dst):
                 return None, None
         except SnapshotTransferError as exc:
             raise SnapshotTransferError(f"Export of snapshot {snapshot_id} of {cluster!r} refused: {exc}") from None
-        proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id)
+        proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id, keys=KeyRing())
         if not proof.proven:
             if self.overwrite:
                 self.log.info("%s exists and will be replaced (overwrite=True): %s", dst, proof.reason)
@@ -280,8 +291,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         manifest = proof.manifest or {}
         paths = sidecar_paths(dst)
         self.log.info(
-            "%s already holds snapshot %s of %s (%d bytes, sha256 %s, re-hashed and matching its sidecar %s): "
-            "not copied again",
+            "%s already holds snapshot %s of %s (%d bytes, sha256 %s, re-read as a whole .tgz matching its signed "
+            "sidecar %s): not copied again",
             dst, snapshot_id, cluster, manifest["bytes"], manifest["sha256"], paths.manifest.name,
         )
         return _export_result(
@@ -322,8 +333,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         snapshot: dict[str, Any],
         job_id: str,
         result: DownloadResult,
+        key: SigningKey,
     ) -> Any:
-        """Commit ``<file>.sha256`` and ``<file>.json`` after the export (never before)."""
+        """Commit ``<file>.sha256`` and ``<file>.json`` (signed with ``key``) after the export (never before)."""
         from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
         manifest = build_manifest(
@@ -337,7 +349,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             sha256=result.sha256,
         )
         try:
-            return write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode)
+            paths = write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode, key=key)
+            self.log.info("Signed the manifest %s with signing key %s", paths.manifest.name, key.key_id)
+            return paths
         except (OSError, SnapshotTransferError) as exc:
             raise SnapshotTransferError(
                 f"Snapshot {snapshot_id} of {cluster!r} was committed to {dst} ({result.bytes} bytes, sha256 "

@@ -1,0 +1,1 @@
+"""Export archives at rest: their signatures and their gzip/tar structure."""
