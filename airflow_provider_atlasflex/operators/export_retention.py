@@ -80,10 +80,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
     :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
         At least one of ``keep_last`` and ``keep_days`` is required.
-    :param verify: kept for compatibility: ``"size"`` (default) or ``"full"``. Every export's
-        signature, ``.sha256`` and listed size are now checked before anything else (an export that
-        fails them costs no read and is never deleted), and candidates for the protected export are
-        fully re-read on the walk from the newest either way.
+    :param verify: what proves an export before it is deleted: ``"size"`` (default: its signature,
+        ``.sha256`` and listed size, no read) or ``"full"`` (also a full re-read, so bytes replaced
+        by others of the same size are kept too). Either way the one protected is fully re-read and
+        verified before anything of its cluster is deleted.
     :param dry_run: only log and return what would be deleted (templated).
 
     ``keep_last``, ``keep_days`` and ``dry_run`` are templated so DAG params can set them; render
@@ -224,6 +224,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 reason = self._keep_reason(rank, taken, now, found is newest_verified[1])
                 if reason:
                     report["kept"].append(_entry(found, taken, reason))
+                    continue
+                unverified = self._unverified_because(found) if self.verify == "full" else None
+                if unverified is not None:
+                    self._unproven(report, found, unverified)
                     continue
                 self.log.info(
                     "%s %s (cluster %s, snapshot %s taken %s) and its sidecars",

@@ -22,6 +22,7 @@ from airflow_provider_atlasflex.defaults import (
     MIB,
 )
 from airflow_provider_atlasflex.exceptions import (
+    AirflowFailException,
     AtlasFlexConfigError,
     AtlasNotFoundError,
     RestoreJobFailedError,
@@ -49,7 +50,11 @@ if TYPE_CHECKING:
     from airflow_provider_atlasflex.transfers.commit import ExportCommit
     from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
 
-__all__ = ["AtlasFlexSnapshotToStorageOperator"]
+__all__ = ["AtlasFlexSnapshotToStorageOperator", "UnprovenDestinationError"]
+
+
+class UnprovenDestinationError(SnapshotTransferError, AirflowFailException):
+    """``dst`` holds a file not proven ours and other bytes than Atlas serves, and overwrite=False: a retry cannot help."""
 
 
 class AtlasFlexSnapshotToStorageOperator(BaseOperator):
@@ -461,7 +466,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             except DestinationExistsError as exc:
                 if not _holds(dst, result):
                     if unproven:
-                        raise SnapshotTransferError(
+                        raise UnprovenDestinationError(
                             f"{dst} already exists and overwrite=False, and {unproven}; it does not hold the "
                             f"{result.bytes} bytes (sha256 {result.sha256}) Atlas served now ({_describe(dst)}): "
                             "it was left untouched. Delete the file (or set overwrite=True to replace it)."
