@@ -16,7 +16,7 @@ from airflow_provider_atlasflex.testing.airflow_sandbox import AirflowSandbox
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from airflow_provider_atlasflex.transfers.manifest import build_manifest
 from tests.e2e.airflow_runs import RUN_DATE, run_nightly, task_log_files
-from tests.e2e.conftest import read_xcoms
+from tests.e2e.conftest import read_xcoms, sandbox_with_dag
 from tests.reliability.registry import reliability
 
 
@@ -146,15 +146,8 @@ RACE_DAG = textwrap.dedent(
     "Every round succeeds; both exports verify whichever task's key the pointer names last",
 )
 def test_two_tasks_creating_the_first_key_both_stay_verifiable(migrated_home, tmp_path):
-    import shutil
-
-    home = tmp_path / "airflow-home"
-    home.mkdir()
-    shutil.copy2(migrated_home / "airflow.db", home / "airflow.db")
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "key_race.py").write_text(RACE_DAG)
-    sandbox = AirflowSandbox(home, dags)
+    sandbox = sandbox_with_dag(migrated_home, tmp_path, "key_race.py", RACE_DAG)
+    home = sandbox.home
     raced, started = 0, time.monotonic()
     for round_ in range(3):
         with sqlite3.connect(home / "airflow.db") as db:

@@ -64,6 +64,13 @@ def plant(path: Path | ObjectStoragePath, data: bytes, *, snapshot_id: str, clus
 # ---- the copy: a planted file set is never "already present" ----------------------------------------
 
 
+def _link_and_target(emu: Any, atlas_conn: Any, tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """A ready restore job of alpha, and the path its copy will write (predictable: what a planter uses)."""
+    atlas_conn(emu, "digest")
+    job = request_link()
+    return job, tmp_path / "exports" / "alpha" / RUN_DATE / f"{job['snapshotId']}.tgz"
+
+
 @pytest.mark.parametrize("planted", ["11-bytes", "fake-tgz"])
 @pytest.mark.parametrize("signature", ["none", "forged"])
 @reliability(
@@ -77,9 +84,7 @@ def plant(path: Path | ObjectStoragePath, data: bytes, *, snapshot_id: str, clus
     "run succeeds with already_present=False",
 )
 def test_a_planted_file_set_is_downloaded_over(emu, atlas_conn, tmp_path, planted, signature):
-    atlas_conn(emu, "digest")
-    job = request_link()
-    target = tmp_path / "exports" / "alpha" / RUN_DATE / f"{job['snapshotId']}.tgz"
+    job, target = _link_and_target(emu, atlas_conn, tmp_path)
     plant(target, NOT_GZIP if planted == "11-bytes" else make_tgz(seed=5), snapshot_id=job["snapshotId"],
           group_id=emu.group_id, signature=signature)
 
@@ -101,9 +106,7 @@ def test_a_planted_file_set_is_downloaded_over(emu, atlas_conn, tmp_path, plante
     "it does not hold the <n> bytes ... Atlas served now'",
 )
 def test_a_planted_file_set_is_refused_without_overwrite(emu, atlas_conn, tmp_path, planted):
-    atlas_conn(emu, "digest")
-    job = request_link()
-    target = tmp_path / "exports" / "alpha" / RUN_DATE / f"{job['snapshotId']}.tgz"
+    job, target = _link_and_target(emu, atlas_conn, tmp_path)
     data = NOT_GZIP if planted == "11-bytes" else make_tgz(seed=5)
     plant(target, data, snapshot_id=job["snapshotId"], group_id=emu.group_id)
 
