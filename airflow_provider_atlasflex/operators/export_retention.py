@@ -175,7 +175,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 continue
             if found.size is None:  # appeared since the listing: judged by the next run
                 continue
-            problem = at_rest_problem(found.path, found.manifest, found.size, self._keys)
+            problem = at_rest_problem(found.path, found.manifest, found.size, self._keys, found.etag)
             if problem is not None:
                 changed = self._changed_since_listing(found, file_gone=False)
                 if changed is not None:  # a commit landing now: not a stranger's file

@@ -373,6 +373,7 @@ class FoundExport:
     manifest: dict[str, Any]
     size: int | None  # None: the file is missing
     has_checksum: bool
+    etag: str | None = None  # on object stores, from the listing
 
 
 @dataclass
@@ -390,7 +391,10 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
     and those whose manifest of ours is damaged. Hidden names (temporary copies) and other files
     (foreign ``.json`` included) are left out.
     """
-    listing = dict(_files_under(root))
+    etags: dict[str, str | None] = {}
+    listing: dict[str, int | None] = {}
+    for relative, size, etag in _files_under(root):
+        listing[relative], etags[relative] = size, etag
     scan = Scan(files_seen=len(listing))
     claimed: set[str] = set()
     for relative in sorted(listing):
@@ -415,7 +419,11 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         claimed.add(export_relative)
         scan.exports.append(
             FoundExport(
-                export_path, manifest, listing.get(export_relative), f"{export_relative}{SHA256_SUFFIX}" in listing
+                export_path,
+                manifest,
+                listing.get(export_relative),
+                f"{export_relative}{SHA256_SUFFIX}" in listing,
+                etags.get(export_relative),
             )
         )
     for relative in sorted(listing):
@@ -452,8 +460,8 @@ def _claims_to_be_ours(path: ObjectStoragePath, size: int | None) -> bool:
     return isinstance(document, dict) and document.get("format") == MANIFEST_FORMAT
 
 
-def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:
-    """(path relative to root, size) of every file below ``root``, from one listing."""
+def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None, str | None]]:
+    """(path relative to root, size, ETag on object stores) of every file below ``root``, from one listing."""
     base = root.path.rstrip("/")
     for key, info in root.fs.find(root.path, detail=True).items():
         if info.get("type") != "file":
@@ -461,8 +469,12 @@ def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:
         key = str(key)
         if not key.startswith(base + "/"):
             continue
-        size = info.get("size")
-        yield key[len(base) + 1 :], int(size) if isinstance(size, int) else None
+        size, etag = info.get("size"), info.get("ETag")
+        yield (
+            key[len(base) + 1 :],
+            int(size) if isinstance(size, int) else None,
+            etag.strip('"') if isinstance(etag, str) and etag.strip('" ') else None,
+        )
 
 
 def child_path(root: ObjectStoragePath, relative: str) -> ObjectStoragePath:

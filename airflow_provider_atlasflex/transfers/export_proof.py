@@ -51,11 +51,13 @@ def signature_problem(manifest: Mapping[str, Any], keys: KeyRing) -> tuple[str, 
 
 
 def at_rest_problem(
-    path: ObjectStoragePath, manifest: Mapping[str, Any], size: int | None, keys: KeyRing
+    path: ObjectStoragePath, manifest: Mapping[str, Any], size: int | None, keys: KeyRing, etag: str | None = None
 ) -> tuple[str, str] | None:
     """(status, why) when ``manifest`` does not prove ``path`` without reading it; None when it does.
 
-    ``size`` is the file's size from a listing (None: unknown, which proves nothing).
+    ``size`` is the file's size from a listing (None: unknown, which proves nothing); ``etag`` its
+    ETag on an object store: a signed ``object_etag`` that differs means the object was replaced
+    after its manifest was written (e.g. the sidecars of a racing writer that lost), without a read.
     """
     problem = signature_problem(manifest, keys)
     if problem is not None:
@@ -70,7 +72,28 @@ def at_rest_problem(
         return "mismatch", f"its {SHA256_SUFFIX} sidecar and its manifest record different sha256"
     if size != manifest["bytes"]:
         return "mismatch", f"its manifest records {manifest['bytes']} bytes, the file has {size}"
+    signed_etag = manifest.get("object_etag")
+    if isinstance(signed_etag, str) and etag is not None and _etag(signed_etag) != _etag(etag):
+        return "mismatch", (
+            f"the object is not the version its manifest was signed for (ETag {_etag(etag)}, signed "
+            f"{_etag(signed_etag)}): replaced since, its sidecars are stale"
+        )
     return None
+
+
+def _etag(value: str) -> str:
+    return value.strip().strip('"')
+
+
+def object_etag(path: ObjectStoragePath, info: Mapping[str, Any] | None = None) -> str | None:
+    """The ETag of ``path`` on an object store (from ``info`` if given), None elsewhere."""
+    if info is None:
+        try:
+            info = path.fs.info(path.path)
+        except OSError:
+            return None
+    value = info.get("ETag") or info.get("etag")
+    return _etag(value) if isinstance(value, str) and value.strip('" ') else None
 
 
 def prove_export(
@@ -99,10 +122,11 @@ def prove_export(
         if manifest[key] != value:
             return Proof(False, f"its sidecar records {key} {manifest[key]!r}, not {value!r}", manifest)
     try:
-        size: int | None = dst.fs.size(dst.path)
+        info = dst.fs.info(dst.path)
     except OSError:
-        size = None
-    problem = at_rest_problem(dst, manifest, size, keys)
+        info = {}
+    size = info.get("size") if isinstance(info.get("size"), int) else None
+    problem = at_rest_problem(dst, manifest, size, keys, object_etag(dst, info))
     if problem is not None:
         return Proof(False, f"{problem[0]}: {problem[1]}", manifest)
     result = verify_export(dst, chunk_size, keys)

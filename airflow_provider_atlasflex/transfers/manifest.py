@@ -69,13 +69,15 @@ def build_manifest(
     size: int,
     sha256: str,
     exported_at: str | None = None,
+    object_etag: str | None = None,
 ) -> dict[str, Any]:
     """The ``<file>.json`` content; ``snapshot`` is Atlas' snapshot resource (its ``links`` are left out).
 
     Atlas' metadata is recorded verbatim (it is evidence), but a snapshot ``finishTime`` later than
     the export itself is impossible: such a value is flagged in ``anomalies``, and retention orders
     the export by ``exported_at`` instead (see :func:`taken_at`), so one lying answer cannot make
-    an export look newer than tonight's.
+    an export look newer than tonight's. ``object_etag`` (object stores) is the ETag of the object this
+    commit wrote: signed with the rest, it ties the manifest to that very object version.
     """
     exported_at = exported_at or datetime.now(timezone.utc).isoformat()
     anomalies = []
@@ -96,7 +98,7 @@ def build_manifest(
         "sha256": sha256,
         "exported_at": exported_at,
         "provider_version": __version__,
-    } | ({"anomalies": anomalies} if anomalies else {})
+    } | ({"anomalies": anomalies} if anomalies else {}) | ({"object_etag": object_etag} if object_etag else {})
 
 
 def parse_time(value: Any) -> datetime | None:

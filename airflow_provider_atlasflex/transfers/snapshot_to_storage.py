@@ -226,8 +226,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 group_id,
                 may_refresh=may_refresh,
                 unproven=unproven,
-                write_sidecars=lambda res: self._write_sidecars(
-                    dst, cluster, group_id, snapshot_id, snapshot, job_id, res, key
+                write_sidecars=lambda res, etag: self._write_sidecars(
+                    dst, cluster, group_id, snapshot_id, snapshot, job_id, res, key, etag
                 ),
             )
         finally:
@@ -339,8 +339,13 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         job_id: str,
         result: DownloadResult,
         key: SigningKey,
+        etag: str | None,
     ) -> Any:
-        """Commit ``<file>.sha256`` and ``<file>.json`` (signed with ``key``) after the export (never before)."""
+        """Commit ``<file>.sha256`` and ``<file>.json`` (signed with ``key``) after the export (never before).
+
+        On object stores the manifest records ``etag``, the ETag of the object this attempt committed
+        (or found identical): sidecars left by a writer whose object was replaced are then stale on sight.
+        """
         from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
         manifest = build_manifest(
@@ -352,6 +357,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             restore_job_id=job_id,
             size=result.bytes,
             sha256=result.sha256,
+            object_etag=etag,
         )
         try:
             paths = write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode, key=key)
@@ -381,7 +387,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         *,
         may_refresh: bool,
         unproven: str | None,
-        write_sidecars: Callable[[DownloadResult], Any],
+        write_sidecars: Callable[[DownloadResult, str | None], Any],
     ) -> tuple[DownloadResult, bool, Any]:
         """Copy, commit, write the sidecars and re-check, holding the per-``dst`` lock from the publish on.
 
@@ -403,7 +409,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             result, raced = self._download_and_commit(
                 commit, url, dst, hook, cluster, snapshot_id, group_id, may_refresh, unproven
             )
-            sidecars = write_sidecars(result)
+            sidecars = write_sidecars(result, _committed_etag(commit, dst, raced))
             if not _still_ours(commit, dst, result, raced):
                 raise SnapshotTransferError(
                     f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: another writer replaced the "
@@ -653,6 +659,17 @@ def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadRe
         )
     except (OSError, SnapshotTransferError):
         return False
+
+
+def _committed_etag(commit: ExportCommit, dst: ObjectStoragePath, raced: bool) -> str | None:
+    """On S3, the ETag of the object this attempt completed (or, if it found identical bytes, of that object)."""
+    from airflow_provider_atlasflex.transfers.export_proof import object_etag
+    from airflow_provider_atlasflex.transfers.object_store_commit import is_s3
+
+    if not is_s3(dst):
+        return None
+    etag = None if raced else getattr(commit, "etag", None)
+    return etag.strip('"') if isinstance(etag, str) and etag else object_etag(dst)
 
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:
