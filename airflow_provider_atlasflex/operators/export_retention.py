@@ -25,6 +25,8 @@ VERIFY_MODES = ("size", "full")
 # How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
 # a publish and its sidecars take milliseconds, and retention has no reason to wait long for anything.
 RETENTION_LOCK_WAIT = 5.0
+# A date later than now by more than this is never trusted (clock skew between hosts stays below it).
+FUTURE_MARGIN = timedelta(hours=1)
 
 
 class AtlasFlexExportRetentionOperator(BaseOperator):
@@ -41,8 +43,13 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     Safety rules, whatever the policy says:
 
-    * only exports named by an ``atlasflex-export/1`` manifest beside them are candidates; any
-      other file (no manifest, someone else's ``.json``, a damaged manifest) is never touched;
+    * only exports proven ours are candidates: an ``atlasflex-export/1`` manifest beside them with
+      a valid signature (see :mod:`.export_proof`: whoever can write the storage can plant a file
+      with matching sidecars, but cannot sign), a ``.sha256`` that agrees with it and a listed size
+      equal to the signed one. Everything else (no manifest, someone else's ``.json``, an unsigned
+      or badly signed manifest, bytes replaced since) is never touched and is reported ``unproven``;
+    * a date later than now (plus an hour of clock skew) is never trusted: such an export is
+      never protected nor counted among the newest, is kept, and is named in a warning;
     * the newest *verified* export of each cluster is always kept, and the export that would be
       protected is always fully re-read as the verify operator does (sha256, gzip, tar listing),
       whatever ``verify`` says: a damaged newest export is passed over and the walk goes back to
@@ -65,18 +72,18 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     only those older than a day; each is logged, and ``dry_run`` only reports them.
 
     Each deletion is logged; ``dry_run=True`` logs and returns the same plan but deletes nothing.
-    Returns ``{"dry_run", "deleted", "kept", "protected", "cleaned_sidecars", "skipped_clusters",
-    "swept_partials"}``.
+    Returns ``{"dry_run", "deleted", "kept", "protected", "unproven", "future_dated", "cleaned_sidecars",
+    "skipped_clusters", "swept_partials"}`` (unproven and future-dated exports are also in ``kept``).
 
     :param root: directory or prefix holding the exports, e.g. ``s3://bucket/atlas`` (templated).
     :param dst_conn_id: connection for the storage (templated).
     :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
     :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
         At least one of ``keep_last`` and ``keep_days`` is required.
-    :param verify: how candidates for the cluster's protected export are screened on the walk from
-        the newest: ``"size"`` (default: sidecars and file size first, so an export that fails them
-        costs no read) or ``"full"`` (a full re-read of each). Either way the one protected is fully
-        re-read and verified before anything of its cluster is deleted.
+    :param verify: what proves an export before it is deleted: ``"size"`` (default: its signature,
+        ``.sha256`` and listed size, no read) or ``"full"`` (also a full re-read, so bytes replaced
+        by others of the same size are kept too). Either way the one protected is fully re-read and
+        verified before anything of its cluster is deleted.
     :param dry_run: only log and return what would be deleted (templated).
 
     ``keep_last``, ``keep_days`` and ``dry_run`` are templated so DAG params can set them; render
@@ -133,9 +140,12 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         root = self._check_arguments()
+        from airflow_provider_atlasflex.archive.keys import KeyRing
         from airflow_provider_atlasflex.transfers.export_check import ExportReadError, scan_exports
+        from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem, signature_problem
 
         now = datetime.now(timezone.utc)
+        self._keys = KeyRing()
         scan = scan_exports(root)
         verb = "Would delete" if self.is_dry_run else "Deleted"
         report: dict[str, Any] = {
@@ -143,6 +153,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             "deleted": [],
             "kept": [],
             "protected": [],
+            "unproven": [],
+            "future_dated": [],
             "cleaned_sidecars": [],
             "skipped_clusters": [],
             "swept_partials": self._sweep_partials(root, scan),
@@ -150,6 +162,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         errors: list[str] = []
         by_cluster: dict[tuple[str, str], list[tuple[datetime | None, FoundExport]]] = defaultdict(list)
         for found in scan.exports:
+            unsigned = signature_problem(found.manifest, self._keys)
+            if unsigned is not None:  # a planted manifest (with or without a file) is never acted on
+                self._unproven(report, found, f"{unsigned[0]}: {unsigned[1]}")
+                continue
             if found.size is None and not found.path.exists():
                 # A manifest left by an interrupted deletion (or a file removed by hand): sidecars are
                 # committed after their export, so a manifest never legitimately precedes its file.
@@ -159,6 +175,15 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 continue
             if found.size is None:  # appeared since the listing: judged by the next run
                 continue
+            problem = at_rest_problem(found.path, found.manifest, found.size, self._keys, found.etag)
+            if problem is not None:
+                changed = self._changed_since_listing(found, file_gone=False)
+                if changed is not None:  # a commit landing now: not a stranger's file
+                    self.log.info("Not judging %s now: %s; the next run judges it", found.path, changed)
+                    report["kept"].append(_entry(found, None, f"changed since the listing ({changed})"))
+                else:
+                    self._unproven(report, found, f"{problem[0]}: {problem[1]}")
+                continue
             manifest = found.manifest
             by_cluster[(manifest["group_id"], manifest["cluster_name"])].append((self._taken_at(found), found))
         for (group_id, cluster), exports in sorted(by_cluster.items()):
@@ -166,8 +191,19 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             for found in undated:
                 self.log.warning("Keeping %s: its manifest has no usable finishTime or exported_at", found.path)
                 report["kept"].append(_entry(found, None, "no date in its manifest"))
+            for taken, found in exports:
+                if taken is not None and taken > now + FUTURE_MARGIN:
+                    self.log.warning(
+                        "Not trusting %s: its manifest dates it %s, in the future; it is kept, never protected and "
+                        "never counted among the newest (a wrong clock, or a planted date)",
+                        found.path,
+                        taken.isoformat(),
+                    )
+                    entry = _entry(found, taken, "dated in the future: not trusted")
+                    report["kept"].append(entry)
+                    report["future_dated"].append(entry)
             dated = sorted(
-                ((taken, found) for taken, found in exports if taken is not None),
+                ((taken, found) for taken, found in exports if taken is not None and taken <= now + FUTURE_MARGIN),
                 key=lambda item: (item[0], item[1].manifest.get("exported_at", ""), str(item[1].path)),
                 reverse=True,
             )
@@ -188,6 +224,10 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 reason = self._keep_reason(rank, taken, now, found is newest_verified[1])
                 if reason:
                     report["kept"].append(_entry(found, taken, reason))
+                    continue
+                unverified = self._unverified_because(found) if self.verify == "full" else None
+                if unverified is not None:
+                    self._unproven(report, found, unverified)
                     continue
                 self.log.info(
                     "%s %s (cluster %s, snapshot %s taken %s) and its sidecars",
@@ -217,6 +257,12 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             )
         return report
 
+    def _unproven(self, report: dict[str, Any], found: FoundExport, why: str) -> None:
+        self.log.warning("Keeping %s: it is not proven ours (%s); retention never deletes it", found.path, why)
+        entry = _entry(found, None, f"unproven: {why}")
+        report["kept"].append(entry)
+        report["unproven"].append(entry)
+
     def _keep_reason(self, rank: int, taken: datetime, now: datetime, newest_verified: bool) -> str | None:
         if newest_verified:
             return "newest verified export"
@@ -237,30 +283,11 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return None
 
     def _unverified_because(self, found: FoundExport) -> str | None:
-        """Why ``found`` cannot be the protected export; a full re-read always decides (the cheap check only screens)."""
+        """Why ``found`` cannot be the protected export: a full re-read decides (its sidecars were checked already)."""
         from airflow_provider_atlasflex.transfers.export_check import VERIFIED, verify_export
 
-        if self.verify == "size":
-            problem = self._size_problem(found)
-            if problem is not None:
-                return problem
-        result = verify_export(found.path, self.chunk_size)
+        result = verify_export(found.path, self.chunk_size, self._keys)
         return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
-
-    def _size_problem(self, found: FoundExport) -> str | None:
-        from airflow_provider_atlasflex.transfers.manifest import ManifestError, read_sha256_sidecar
-
-        if not found.has_checksum:
-            return "no .sha256 sidecar"
-        if found.size != found.manifest["bytes"]:
-            return f"the manifest says {found.manifest['bytes']} bytes, the file has {found.size}"
-        try:
-            recorded = read_sha256_sidecar(found.path)
-        except (ManifestError, OSError) as exc:
-            return f"the .sha256 sidecar cannot be used: {exc}"
-        if recorded is None:
-            return "no .sha256 sidecar"
-        return None if recorded == found.manifest["sha256"] else "the .sha256 sidecar and the manifest disagree"
 
     def _taken_at(self, found: FoundExport) -> datetime | None:
         from airflow_provider_atlasflex.transfers.manifest import finish_time_trusted, taken_at
@@ -352,6 +379,15 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         for key in ("snapshot_id", "sha256"):
             if manifest[key] != found.manifest[key]:
                 return f"its manifest now records {key} {manifest[key]}, not {found.manifest[key]}"
+        if manifest != found.manifest:
+            return "its manifest was rewritten"
+        if not file_gone and found.size is not None:
+            try:
+                size = found.path.fs.size(found.path.path)
+            except OSError as exc:
+                return f"its size cannot be read now: {exc}"
+            if size != found.size:
+                return f"it now has {size} bytes, not the {found.size} listed"
         if file_gone and found.path.exists():
             return "the export file is back in place"
         return None

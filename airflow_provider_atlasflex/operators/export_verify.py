@@ -25,7 +25,9 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
     For every file: one sequential read with flat memory recomputes the sha256 and size, checks
     every gzip member (CRC32 and length) and walks the tar archive to its end-of-archive marker
     (member count and data size are reported). The result is compared with ``<file>.json``
-    (sha256, bytes) and ``<file>.sha256``. A file without both sidecars is *unproven* and fails.
+    (sha256, bytes) and ``<file>.sha256``. A file without both sidecars is *unproven* and fails;
+    a manifest without a signature is *unsigned*, one whose signature does not verify with a key
+    of ours (Airflow Variables, see :mod:`airflow_provider_atlasflex.archive.keys`) *bad_signature*.
 
     Give ``path`` (one export) or ``root`` (every export below it, for a weekly scrub: files with
     an ``atlasflex-export/1`` manifest, plus files ending with ``unproven_suffixes`` that have none,
@@ -116,9 +118,12 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
                 )
         else:
             paths, listed, file_gone = [target], set(), set()
+        from airflow_provider_atlasflex.archive.keys import KeyRing
+
+        keys = KeyRing()  # one per task: each signing key is read once
         results = []
         for path in paths:
-            result = verify_export(path, self.chunk_size)
+            result = verify_export(path, self.chunk_size, keys)
             deleting = str(path) in listed or (str(path) in file_gone and _vanished(manifest_of(path)))
             if result["status"] != VERIFIED and _vanished(path) and deleting:
                 # Listed a moment ago, gone now: deleted while the scrub ran (a retention run), or listed in

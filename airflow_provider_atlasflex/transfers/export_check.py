@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
+from airflow_provider_atlasflex.archive.signature import BAD_SIGNATURE, UNSIGNED
+from airflow_provider_atlasflex.archive.signature import check as check_signature
 from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage
 from airflow_provider_atlasflex.archive.tar_walker import TarWalker as TarStreamLister  # noqa: F401 - old name
 from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
@@ -44,8 +46,11 @@ from airflow_provider_atlasflex.validation import require_connection_id
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from airflow_provider_atlasflex.archive.keys import KeyRing
+
 VERIFIED = "verified"
-FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable")
+# unsigned: a manifest without a signature; bad_signature: one whose signature does not verify with a key of ours.
+FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable", UNSIGNED, BAD_SIGNATURE)
 
 
 class ExportVerificationError(AtlasFlexError, AirflowFailException):
@@ -131,15 +136,24 @@ def _stored_size(handle: Any, path: ObjectStoragePath) -> int | None:
 # ---- proving one export against its sidecars -----------------------------------------------------
 
 
-def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE) -> dict[str, Any]:
-    """Compare ``path`` with ``<path>.json`` and ``<path>.sha256``; never raises for what it finds.
+def verify_export(
+    path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUNK_SIZE, keys: KeyRing | None = None
+) -> dict[str, Any]:
+    """Compare ``path`` with ``<path>.json`` (and its signature) and ``<path>.sha256``; never raises for what it finds.
 
     Returns a JSON-able result: ``status`` is ``verified`` or one of :data:`FAILED_STATUSES`, and
-    ``problems`` says, in words, every difference found.
+    ``problems`` says, in words, every difference found. A manifest whose signature is missing or
+    does not verify with ``keys`` (default: the signing keys in Airflow Variables) proves nothing,
+    so its status is ``unsigned`` or ``bad_signature`` whatever else matches.
     """
+    if keys is None:
+        from airflow_provider_atlasflex.archive.keys import KeyRing
+
+        keys = KeyRing()
     result: dict[str, Any] = {"path": str(path), "status": VERIFIED, "problems": []}
     problems: list[str] = result["problems"]
     unproven = damaged = mismatch = False
+    signature: str | None = None
     manifest: dict[str, Any] | None = None
     recorded_sha: str | None = None
     try:
@@ -152,6 +166,11 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
                 {k: manifest.get(k) for k in ("cluster_name", "group_id", "snapshot_id", "exported_at")}
                 | {"manifest_bytes": manifest["bytes"], "manifest_sha256": manifest["sha256"]}
             )
+            signed = check_signature(manifest, keys.secret_of)
+            result["signature"] = signed.status
+            if not signed.valid:
+                signature = signed.status
+                problems.append(signed.reason)
     except (ManifestError, OSError) as exc:
         unproven = True
         problems.append(f"the manifest sidecar cannot be used: {exc}")
@@ -218,7 +237,9 @@ def verify_export(path: ObjectStoragePath, chunk_size: int = DEFAULT_VERIFY_CHUN
         if expected and sha and expected != sha:
             mismatch = True
             problems.append(f"sha256: {where} says {expected}, the file's is {sha}")
-    result["status"] = "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
+    result["status"] = signature or (
+        "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
+    )
     return result
 
 
@@ -240,6 +261,7 @@ class FoundExport:
     manifest: dict[str, Any]
     size: int | None  # None: the file is missing
     has_checksum: bool
+    etag: str | None = None  # on object stores, from the listing
 
 
 @dataclass
@@ -257,7 +279,10 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
     and those whose manifest of ours is damaged. Hidden names (temporary copies) and other files
     (foreign ``.json`` included) are left out.
     """
-    listing = dict(_files_under(root))
+    etags: dict[str, str | None] = {}
+    listing: dict[str, int | None] = {}
+    for relative, size, etag in _files_under(root):
+        listing[relative], etags[relative] = size, etag
     scan = Scan(files_seen=len(listing))
     claimed: set[str] = set()
     for relative in sorted(listing):
@@ -282,7 +307,11 @@ def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (
         claimed.add(export_relative)
         scan.exports.append(
             FoundExport(
-                export_path, manifest, listing.get(export_relative), f"{export_relative}{SHA256_SUFFIX}" in listing
+                export_path,
+                manifest,
+                listing.get(export_relative),
+                f"{export_relative}{SHA256_SUFFIX}" in listing,
+                etags.get(export_relative),
             )
         )
     for relative in sorted(listing):
@@ -322,8 +351,8 @@ def _claims_to_be_ours(path: ObjectStoragePath, size: int | None) -> bool:
     return isinstance(document, dict) and document.get("format") == MANIFEST_FORMAT
 
 
-def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:
-    """(path relative to root, size) of every file below ``root``, from one listing."""
+def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None, str | None]]:
+    """(path relative to root, size, ETag on object stores) of every file below ``root``, from one listing."""
     base = root.path.rstrip("/")
     for key, info in root.fs.find(root.path, detail=True).items():
         if info.get("type") != "file":
@@ -331,8 +360,12 @@ def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None]]:
         key = str(key)
         if not key.startswith(base + "/"):
             continue
-        size = info.get("size")
-        yield key[len(base) + 1 :], int(size) if isinstance(size, int) else None
+        size, etag = info.get("size"), info.get("ETag")
+        yield (
+            key[len(base) + 1 :],
+            int(size) if isinstance(size, int) else None,
+            etag.strip('"') if isinstance(etag, str) and etag.strip('" ') else None,
+        )
 
 
 def child_path(root: ObjectStoragePath, relative: str) -> ObjectStoragePath:

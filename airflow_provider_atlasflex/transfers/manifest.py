@@ -6,8 +6,9 @@ cluster it is, with Atlas' metadata, the restore job, the size and the sha256. B
 atomically (temporary object + rename, the export's file mode, fsync) *after* the export is
 committed, never before, so an export without them is unproven, never wrongly proven.
 
-The verify and retention operators reuse :func:`sidecar_paths`, :func:`read_manifest` and
-:func:`prove_export`.
+Manifests are signed (HMAC-SHA256, see :mod:`airflow_provider_atlasflex.archive.signature`) when
+written: whoever can write the destination can also write matching sidecars, but not a signature.
+What proves an export is decided in one place, :mod:`.export_proof`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_atlasflex.archive.signature import SigningKey, sign
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.transfers.commit import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, export_commit
 from airflow_provider_atlasflex.version import __version__
@@ -46,15 +48,6 @@ class SidecarPaths:
     manifest: ObjectStoragePath
 
 
-@dataclass(frozen=True)
-class Proof:
-    """Whether ``dst`` provably holds an export: ``reason`` says what is missing when it does not."""
-
-    proven: bool
-    reason: str
-    manifest: dict[str, Any] | None = None
-
-
 def sidecar_paths(dst: ObjectStoragePath) -> SidecarPaths:
     """``<file>.sha256`` and ``<file>.json`` beside ``dst``."""
     return SidecarPaths(dst.parent / f"{dst.name}{SHA256_SUFFIX}", dst.parent / f"{dst.name}{MANIFEST_SUFFIX}")
@@ -76,13 +69,15 @@ def build_manifest(
     size: int,
     sha256: str,
     exported_at: str | None = None,
+    object_etag: str | None = None,
 ) -> dict[str, Any]:
     """The ``<file>.json`` content; ``snapshot`` is Atlas' snapshot resource (its ``links`` are left out).
 
     Atlas' metadata is recorded verbatim (it is evidence), but a snapshot ``finishTime`` later than
     the export itself is impossible: such a value is flagged in ``anomalies``, and retention orders
     the export by ``exported_at`` instead (see :func:`taken_at`), so one lying answer cannot make
-    an export look newer than tonight's.
+    an export look newer than tonight's. ``object_etag`` (object stores) is the ETag of the object this
+    commit wrote: signed with the rest, it ties the manifest to that very object version.
     """
     exported_at = exported_at or datetime.now(timezone.utc).isoformat()
     anomalies = []
@@ -103,7 +98,7 @@ def build_manifest(
         "sha256": sha256,
         "exported_at": exported_at,
         "provider_version": __version__,
-    } | ({"anomalies": anomalies} if anomalies else {})
+    } | ({"anomalies": anomalies} if anomalies else {}) | ({"object_etag": object_etag} if object_etag else {})
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -143,11 +138,20 @@ def write_sidecars(
     *,
     file_mode: int = DEFAULT_FILE_MODE,
     dir_mode: int = DEFAULT_DIR_MODE,
+    key: SigningKey | None = None,
 ) -> SidecarPaths:
-    """Commit ``<file>.sha256`` then ``<file>.json`` beside the already committed ``dst``, each atomically."""
+    """Commit ``<file>.sha256`` then the signed ``<file>.json`` beside the already committed ``dst``, each atomically.
+
+    ``key`` signs the manifest; None: the current signing key (:meth:`.KeyRing.signing_key`, created on first use).
+    """
     paths = sidecar_paths(dst)
     if manifest.get("file") != dst.name:
         raise ValueError(f"the manifest describes {manifest.get('file')!r}, not {dst.name!r}")
+    if key is None:
+        from airflow_provider_atlasflex.archive.keys import KeyRing
+
+        key = KeyRing().signing_key()
+    manifest = sign(manifest, key)
     _write_atomically(paths.sha256, sha256sum_line(manifest["sha256"], dst.name).encode(), file_mode, dir_mode)
     text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     _write_atomically(paths.manifest, text.encode(), file_mode, dir_mode)
@@ -197,34 +201,6 @@ def file_sha256(path: ObjectStoragePath) -> tuple[int, str]:
             digest.update(piece)
             size += len(piece)
     return size, digest.hexdigest()
-
-
-def prove_export(dst: ObjectStoragePath, *, snapshot_id: str, cluster_name: str, group_id: str) -> Proof:
-    """Whether ``dst`` holds exactly the export of ``snapshot_id`` that an earlier commit recorded.
-
-    Checked, in order: ``<file>.json`` is ours and names this file, snapshot, cluster and project;
-    ``<file>.sha256`` agrees with it; the file's size is the recorded ``bytes``; and the file,
-    re-read now, hashes to the recorded sha256 (so a file changed after its commit is not proven).
-    """
-    try:
-        manifest = read_manifest(dst)
-        if manifest is None:
-            return Proof(False, f"it has no {MANIFEST_SUFFIX} sidecar proving which snapshot it holds")
-        expected = {"file": dst.name, "snapshot_id": snapshot_id, "cluster_name": cluster_name, "group_id": group_id}
-        for key, value in expected.items():
-            if manifest[key] != value:
-                return Proof(False, f"its sidecar records {key} {manifest[key]!r}, not {value!r}", manifest)
-        if read_sha256_sidecar(dst) != manifest["sha256"]:
-            return Proof(False, f"its {SHA256_SUFFIX} sidecar is missing or disagrees with its manifest", manifest)
-        recorded = manifest["bytes"]
-        if dst.fs.size(dst.path) != recorded:
-            return Proof(False, f"its size is not the {recorded} bytes its sidecar records", manifest)
-        size, sha256 = file_sha256(dst)
-        if (size, sha256) != (recorded, manifest["sha256"]):
-            return Proof(False, "its content no longer matches the sha256 its sidecar records", manifest)
-    except ManifestError as exc:
-        return Proof(False, str(exc))
-    return Proof(True, "its sidecars record this snapshot and the file re-hashes to their sha256", manifest)
 
 
 def _write_atomically(path: ObjectStoragePath, data: bytes, file_mode: int, dir_mode: int) -> None:

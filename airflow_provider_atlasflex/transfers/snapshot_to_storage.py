@@ -22,6 +22,7 @@ from airflow_provider_atlasflex.defaults import (
     MIB,
 )
 from airflow_provider_atlasflex.exceptions import (
+    AirflowFailException,
     AtlasFlexConfigError,
     AtlasNotFoundError,
     RestoreJobFailedError,
@@ -44,11 +45,16 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.signature import SigningKey
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
     from airflow_provider_atlasflex.transfers.commit import ExportCommit
     from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
 
-__all__ = ["AtlasFlexSnapshotToStorageOperator"]
+__all__ = ["AtlasFlexSnapshotToStorageOperator", "UnprovenDestinationError"]
+
+
+class UnprovenDestinationError(SnapshotTransferError, AirflowFailException):
+    """``dst`` holds a file not proven ours and other bytes than Atlas serves, and overwrite=False: a retry cannot help."""
 
 
 class AtlasFlexSnapshotToStorageOperator(BaseOperator):
@@ -195,6 +201,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
                 record_export(self, context, present)  # a retry after a crash still tells downstream DAGs
                 return present
+            from airflow_provider_atlasflex.archive.keys import KeyRing
+
+            key = KeyRing().signing_key()  # before the copy: a missing key fails now, not after the download
             snapshot = self._snapshot_metadata(hook, job, cluster, snapshot_id, group_id)
             try:
                 url = ready_snapshot_url(job, cluster)
@@ -217,7 +226,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
                 group_id,
                 may_refresh=may_refresh,
                 unproven=unproven,
-                write_sidecars=lambda res: self._write_sidecars(dst, cluster, group_id, snapshot_id, snapshot, job_id, res),
+                write_sidecars=lambda res, etag: self._write_sidecars(
+                    dst, cluster, group_id, snapshot_id, snapshot, job_id, res, key, etag
+                ),
             )
         finally:
             hook.close()
@@ -253,20 +264,25 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         existing ``dst`` is unproven (None if there was nothing to prove); raise if refused.
 
         A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
-        trusted only if :func:`prove_export` holds (sidecars for this snapshot, size, and a re-hash).
-        An unproven file with ``overwrite=False`` (e.g. a task that died between its commit and its
-        sidecars) is not refused here: the copy goes to this attempt's own temporary file, and the
-        no-clobber commit decides (see :meth:`_copy`): ``dst`` is never touched.
+        trusted only if :func:`.export_proof.prove_export` holds (a signed manifest for this snapshot,
+        its ``.sha256``, and a full re-read: sha256, gzip, tar); matching sidecars alone are not
+        enough, since whoever can write ``dst`` can write them too. An unproven file with
+        ``overwrite=False`` (a planted file, or a task that died between its commit and its
+        sidecars) is never accepted as it is: the copy goes to this attempt's own temporary file, and
+        the no-clobber commit decides (see :meth:`_copy`): ``dst`` is kept only if it holds exactly
+        the bytes Atlas serves now (then re-signed), otherwise the task fails; ``dst`` is never touched.
         """
+        from airflow_provider_atlasflex.archive.keys import KeyRing
         from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
-        from airflow_provider_atlasflex.transfers.manifest import prove_export, sidecar_paths
+        from airflow_provider_atlasflex.transfers.export_proof import prove_export
+        from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 
         try:
             if not refuse_unsafe_destination(dst):
                 return None, None
         except SnapshotTransferError as exc:
             raise SnapshotTransferError(f"Export of snapshot {snapshot_id} of {cluster!r} refused: {exc}") from None
-        proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id)
+        proof = prove_export(dst, snapshot_id=snapshot_id, cluster_name=cluster, group_id=group_id, keys=KeyRing())
         if not proof.proven:
             if self.overwrite:
                 self.log.info("%s exists and will be replaced (overwrite=True): %s", dst, proof.reason)
@@ -280,8 +296,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         manifest = proof.manifest or {}
         paths = sidecar_paths(dst)
         self.log.info(
-            "%s already holds snapshot %s of %s (%d bytes, sha256 %s, re-hashed and matching its sidecar %s): "
-            "not copied again",
+            "%s already holds snapshot %s of %s (%d bytes, sha256 %s, re-read as a whole .tgz matching its signed "
+            "sidecar %s): not copied again",
             dst, snapshot_id, cluster, manifest["bytes"], manifest["sha256"], paths.manifest.name,
         )
         return _export_result(
@@ -322,8 +338,14 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         snapshot: dict[str, Any],
         job_id: str,
         result: DownloadResult,
+        key: SigningKey,
+        etag: str | None,
     ) -> Any:
-        """Commit ``<file>.sha256`` and ``<file>.json`` after the export (never before)."""
+        """Commit ``<file>.sha256`` and ``<file>.json`` (signed with ``key``) after the export (never before).
+
+        On object stores the manifest records ``etag``, the ETag of the object this attempt committed
+        (or found identical): sidecars left by a writer whose object was replaced are then stale on sight.
+        """
         from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
         manifest = build_manifest(
@@ -335,9 +357,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             restore_job_id=job_id,
             size=result.bytes,
             sha256=result.sha256,
+            object_etag=etag,
         )
         try:
-            return write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode)
+            paths = write_sidecars(dst, manifest, file_mode=self.file_mode, dir_mode=self.dir_mode, key=key)
+            self.log.info("Signed the manifest %s with signing key %s", paths.manifest.name, key.key_id)
+            return paths
         except (OSError, SnapshotTransferError) as exc:
             raise SnapshotTransferError(
                 f"Snapshot {snapshot_id} of {cluster!r} was committed to {dst} ({result.bytes} bytes, sha256 "
@@ -362,7 +387,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         *,
         may_refresh: bool,
         unproven: str | None,
-        write_sidecars: Callable[[DownloadResult], Any],
+        write_sidecars: Callable[[DownloadResult, str | None], Any],
     ) -> tuple[DownloadResult, bool, Any]:
         """Copy, commit, write the sidecars and re-check, holding the per-``dst`` lock from the publish on.
 
@@ -384,7 +409,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             result, raced = self._download_and_commit(
                 commit, url, dst, hook, cluster, snapshot_id, group_id, may_refresh, unproven
             )
-            sidecars = write_sidecars(result)
+            sidecars = write_sidecars(result, _committed_etag(commit, dst, raced))
             if not _still_ours(commit, dst, result, raced):
                 raise SnapshotTransferError(
                     f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: another writer replaced the "
@@ -447,7 +472,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             except DestinationExistsError as exc:
                 if not _holds(dst, result):
                     if unproven:
-                        raise SnapshotTransferError(
+                        raise UnprovenDestinationError(
                             f"{dst} already exists and overwrite=False, and {unproven}; it does not hold the "
                             f"{result.bytes} bytes (sha256 {result.sha256}) Atlas served now ({_describe(dst)}): "
                             "it was left untouched. Delete the file (or set overwrite=True to replace it)."
@@ -634,6 +659,17 @@ def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadRe
         )
     except (OSError, SnapshotTransferError):
         return False
+
+
+def _committed_etag(commit: ExportCommit, dst: ObjectStoragePath, raced: bool) -> str | None:
+    """On S3, the ETag of the object this attempt completed (or, if it found identical bytes, of that object)."""
+    from airflow_provider_atlasflex.transfers.export_proof import object_etag
+    from airflow_provider_atlasflex.transfers.object_store_commit import is_s3
+
+    if not is_s3(dst):
+        return None
+    etag = None if raced else getattr(commit, "etag", None)
+    return etag.strip('"') if isinstance(etag, str) and etag else object_etag(dst)
 
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:

@@ -40,6 +40,17 @@ def sandbox(migrated_home: Path, tmp_path: Path) -> Iterator[AirflowSandbox]:
     yield AirflowSandbox(home, DAGS)
 
 
+def sandbox_with_dag(migrated_home: Path, tmp_path: Path, file_name: str, source: str) -> AirflowSandbox:
+    """A sandbox (copy of the migrated database) whose DAG folder holds only ``source``, a DAG written for a test."""
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    shutil.copy2(migrated_home / "airflow.db", home / "airflow.db")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / file_name).write_text(source)
+    return AirflowSandbox(home, dags)
+
+
 def read_xcoms(sandbox: AirflowSandbox, task_id: str, key: str = "return_value") -> dict[int, Any]:
     """XCom values of one task from the sandbox's metadata database, by map index."""
     with sqlite3.connect(sandbox.home / "airflow.db") as db:

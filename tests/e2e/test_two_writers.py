@@ -12,9 +12,9 @@ import hashlib
 import textwrap
 from pathlib import Path
 
-from airflow_provider_atlasflex.testing.airflow_sandbox import AirflowSandbox, emulator_connection
+from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-from tests.e2e.conftest import read_xcoms
+from tests.e2e.conftest import read_xcoms, sandbox_with_dag
 from tests.reliability.registry import reliability
 
 DAG_ID = "atlas_flex_two_writers"
@@ -49,15 +49,7 @@ DAG_FILE = textwrap.dedent(
     "sidecars, no temporary file",
 )
 def test_two_mapped_tasks_write_one_dst(migrated_home: Path, tmp_path: Path) -> None:
-    import shutil
-
-    home = tmp_path / "airflow-home"
-    home.mkdir()
-    shutil.copy2(migrated_home / "airflow.db", home / "airflow.db")
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "two_writers.py").write_text(DAG_FILE)
-    sandbox = AirflowSandbox(home, dags)
+    sandbox = sandbox_with_dag(migrated_home, tmp_path, "two_writers.py", DAG_FILE)
     exports = tmp_path / "exports"
 
     with AtlasEmulator(clusters=("alpha",), snapshot_size=2_000_000, restore_duration=0.0) as emu:

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+from tests.conftest import SIGNING_ENV
 from tests.e2e.conftest import read_xcoms
 from tests.unit.export_fixtures import commit_export, make_tgz, nights
 
@@ -30,6 +31,7 @@ def run(sandbox, root: ObjectStoragePath, conf: dict | None = None):
             "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": str(root),
             "AIRFLOW_VAR_ATLASFLEX_RETENTION_KEEP_LAST": "2",
             "AIRFLOW_VAR_ATLASFLEX_RETENTION_KEEP_DAYS": "0.01",
+            **SIGNING_ENV,  # the key the fake exports were signed with (tests/conftest.py)
         },
         timeout=240,
     )

@@ -6,7 +6,7 @@ import hashlib
 import io
 import random
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,7 +15,7 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
 from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, sidecar_paths, write_sidecars
+from airflow_provider_atlasflex.transfers.manifest import build_manifest, read_manifest, sidecar_paths, write_sidecars
 from tests.unit.fake_context import make_context
 
 GROUP = "5f1b2c3d4e5f60718293a4b5"
@@ -69,6 +69,15 @@ def commit_export(
         )
         write_sidecars(path, manifest)
     return path
+
+
+def resign_manifest(path: ObjectStoragePath, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change an export's manifest and sign it again, as our own writer would (the key is the tests' key)."""
+    manifest = read_manifest(path)
+    assert manifest is not None
+    manifest.pop("signature", None)
+    change(manifest)
+    write_sidecars(path, manifest)
 
 
 def nights(count: int, now: datetime | None = None) -> list[datetime]:

@@ -19,6 +19,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem
 
+from airflow_provider_atlasflex.archive.keys import KeyRing
 from airflow_provider_atlasflex.transfers.commit import (
     PARTIAL_SUFFIX,
     DestinationExistsError,
@@ -27,15 +28,16 @@ from airflow_provider_atlasflex.transfers.commit import (
     export_commit,
     sweep_dead_partials_local,
 )
+from airflow_provider_atlasflex.transfers.export_proof import prove_export
 from airflow_provider_atlasflex.transfers.manifest import (
     ManifestError,
     build_manifest,
     file_sha256,
-    prove_export,
     read_manifest,
     sidecar_paths,
     write_sidecars,
 )
+from tests.unit.export_fixtures import make_tgz
 
 
 class OtherFileSystem(LocalFileSystem):
@@ -138,7 +140,7 @@ def test_generic_sweep_removes_only_old_temporaries(tmp_path, otherfs):
 @pytest.mark.parametrize("scheme", ["file", "otherfs"])
 def test_sidecars_round_trip_and_prove(tmp_path, otherfs, scheme):
     dst = ObjectStoragePath(f"{scheme}://{tmp_path}/s.tgz")
-    write_through(export_commit(dst, overwrite=False), b"payload")
+    write_through(export_commit(dst, overwrite=False), make_tgz())
     size, sha256 = file_sha256(dst)
     manifest = build_manifest(
         file_name="s.tgz", cluster_name="alpha", group_id="g" * 24, snapshot_id="a" * 24,
@@ -148,9 +150,12 @@ def test_sidecars_round_trip_and_prove(tmp_path, otherfs, scheme):
     paths = write_sidecars(dst, manifest)
     assert paths == sidecar_paths(dst)
     assert Path(paths.sha256.path).read_text() == f"{sha256}  s.tgz\n"
-    assert read_manifest(dst) == json.loads(json.dumps(manifest)) and "links" not in manifest["snapshot"]
-    assert prove_export(dst, snapshot_id="a" * 24, cluster_name="alpha", group_id="g" * 24).proven
-    assert not prove_export(dst, snapshot_id="c" * 24, cluster_name="alpha", group_id="g" * 24).proven
+    stored = read_manifest(dst)
+    assert stored is not None and stored["signature"]["key_id"] == "unittests" and "links" not in manifest["snapshot"]
+    assert {k: v for k, v in stored.items() if k != "signature"} == json.loads(json.dumps(manifest))
+    ids = {"cluster_name": "alpha", "group_id": "g" * 24, "keys": KeyRing()}
+    assert prove_export(dst, snapshot_id="a" * 24, **ids).proven
+    assert not prove_export(dst, snapshot_id="c" * 24, **ids).proven
 
 
 def test_read_manifest_tells_missing_from_invalid(tmp_path):

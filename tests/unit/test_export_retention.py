@@ -16,7 +16,9 @@ from tests.unit.export_fixtures import (
     FOREIGN,
     all_files,
     commit_export,
+    flip_byte,
     nights,
+    resign_manifest,
     retention,
     ten_nights,
     with_sidecars,
@@ -100,11 +102,22 @@ def test_the_protected_export_is_fully_verified_whatever_verify_says(tmp_path, v
 def test_a_cluster_with_no_verified_export_loses_nothing(tmp_path):
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     exports = ten_nights(root)
+    for path in exports["beta"]:  # same size, sidecars intact: only a full re-read sees the damage
+        flip_byte(path, 100)
+    report = retention(root, keep_last=2)
+    assert all(p.exists() for p in exports["beta"])
+    assert report["skipped_clusters"] == [{"group_id": export_fixtures.GROUP, "cluster_name": "beta", "exports": 10}]
+    assert not any(p.exists() for p in exports["alpha"][2:])
+
+
+def test_exports_without_their_checksum_are_unproven_and_kept(tmp_path):
+    root = ObjectStoragePath(f"file://{tmp_path}/exports")
+    exports = ten_nights(root)
     for path in exports["beta"]:
         sidecar_paths(path).sha256.unlink()
     report = retention(root, keep_last=2)
     assert all(p.exists() for p in exports["beta"])
-    assert report["skipped_clusters"] == [{"group_id": export_fixtures.GROUP, "cluster_name": "beta", "exports": 10}]
+    assert {u["path"] for u in report["unproven"]} == {str(p) for p in exports["beta"]}
     assert not any(p.exists() for p in exports["alpha"][2:])
 
 
@@ -142,8 +155,7 @@ def test_exports_without_finish_time_fall_back_to_export_time(tmp_path):
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     now = datetime.now(timezone.utc)
     old = commit_export(root, "alpha", now - timedelta(days=20), night=1)
-    manifest_path = sidecar_paths(old).manifest
-    manifest_path.write_text(manifest_path.read_text().replace('"finishTime"', '"finishTimeX"'))
+    resign_manifest(old, lambda manifest: manifest["snapshot"].pop("finishTime"))
     commit_export(root, "alpha", now - timedelta(hours=2), night=2)
     report = retention(root, keep_days=7)
     assert [d["path"] for d in report["deleted"]] == [str(old)]
