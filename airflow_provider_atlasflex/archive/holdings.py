@@ -2,10 +2,11 @@
 
 The night's plan (what to copy, what to backfill) and the protection check (is every cluster
 covered by a recent export) both ask this of one scan of the archive root. An export counts as
-held only when its manifest is ours and names it, the listing shows the file with the size the
-manifest records, and its ``.sha256`` sidecar is there; a file planted or replaced behind our back
-does not cover a cluster. Dates later than now are never trusted: such an export covers nothing and
-is named in a warning. (A full re-read of the bytes is the scrub's job, not a nightly plan's.)
+held only when it passes the at-rest proof retention uses (:func:`.export_proof.at_rest_problem`:
+a manifest signed with one of our keys, its ``.sha256`` agreeing, the listed size and, on object
+stores, the ETag it was signed for); a file planted or replaced behind our back does not cover a
+cluster. Dates later than now are never trusted: such an export covers nothing and is named in a
+warning. (A full re-read of the bytes is the scrub's job, not a nightly plan's.)
 """
 
 from __future__ import annotations
@@ -13,21 +14,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_atlasflex.defaults import FUTURE_MARGIN
 from airflow_provider_atlasflex.transfers.manifest import parse_time, taken_at
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.keys import KeyRing
     from airflow_provider_atlasflex.transfers.export_check import FoundExport
 
-__all__ = ["FUTURE_MARGIN", "HeldExport", "Holdings", "archive_holdings"]
+__all__ = ["HeldExport", "Holdings", "archive_holdings"]
 
 log = logging.getLogger(__name__)
-# A manifest dated later than now plus this margin (clock skew between writers) is not trusted.
-FUTURE_MARGIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,17 @@ class Holdings:
         return max(self.of(cluster_name, group_id).values(), key=lambda h: h.taken_at, default=None)
 
 
-def archive_holdings(root: ObjectStoragePath, now: datetime) -> Holdings:
-    """One listing of ``root`` (and one small read per manifest): the exports that cover their cluster."""
+def archive_holdings(root: ObjectStoragePath, now: datetime, keys: KeyRing | None = None) -> Holdings:
+    """One listing of ``root`` (and two small reads per manifest): the exports that cover their cluster."""
+    from airflow_provider_atlasflex.archive.keys import KeyRing
     from airflow_provider_atlasflex.transfers.destination import plain_url
     from airflow_provider_atlasflex.transfers.export_check import scan_exports
 
+    keys = keys or KeyRing()
     holdings = Holdings({}, [])
     for found in scan_exports(root).exports:
         where = plain_url(found.path)
-        why = untrusted_because(found, now)
+        why = untrusted_because(found, now, keys)
         if why is not None:
             holdings.untrusted.append((where, why))
             continue
@@ -95,15 +98,16 @@ def archive_holdings(root: ObjectStoragePath, now: datetime) -> Holdings:
     return holdings
 
 
-def untrusted_because(found: FoundExport, now: datetime) -> str | None:
-    """Why a listed export does not cover its cluster (None: it does), from the listing and its manifest."""
+def untrusted_because(found: FoundExport, now: datetime, keys: KeyRing) -> str | None:
+    """Why a listed export does not cover its cluster (None: it does), from the listing and its sidecars."""
+    from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem
+
     manifest: Mapping[str, Any] = found.manifest
     if found.size is None:
         return "its manifest is there but the file is missing"
-    if found.size != manifest["bytes"]:
-        return f"the listing shows {found.size} bytes, its manifest records {manifest['bytes']}"
-    if not found.has_checksum:
-        return "its .sha256 sidecar is missing"
+    problem = at_rest_problem(found.path, manifest, found.size, keys, found.etag)
+    if problem is not None:
+        return f"{problem[0]}: {problem[1]}"
     taken = taken_at(manifest)
     if taken is None:
         return "its manifest records no snapshot finishTime or exported_at"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, FUTURE_MARGIN
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
@@ -25,8 +25,6 @@ VERIFY_MODES = ("size", "full")
 # How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
 # a publish and its sidecars take milliseconds, and retention has no reason to wait long for anything.
 RETENTION_LOCK_WAIT = 5.0
-# A date later than now by more than this is never trusted (clock skew between hosts stays below it).
-FUTURE_MARGIN = timedelta(hours=1)
 
 
 class AtlasFlexExportRetentionOperator(BaseOperator):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,38 +107,36 @@ def test_plan_refuses_bad_input(kwargs, message):
 # ---- holdings: what covers a cluster ---------------------------------------------------------------
 
 
-def write_export(root: Path, name: str, *, size: int = 10, recorded: int = 10, sha_sidecar: bool = True,
-                 finish: str | None = None, exported: str | None = None) -> Path:
-    folder = root / "alpha" / "2026-12-05"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_bytes(b"x" * size)
-    manifest = {
-        "format": "atlasflex-export/1", "file": name, "cluster_name": "alpha", "group_id": G,
-        "snapshot_id": name[:24], "bytes": recorded, "sha256": "0" * 64,
-        "snapshot": {"finishTime": finish or at(1)}, "exported_at": exported or at(0.9),
-    }
-    (folder / f"{name}.json").write_text(json.dumps(manifest))
-    if sha_sidecar:
-        (folder / f"{name}.sha256").write_text(f"{'0' * 64}  {name}\n")
-    return path
-
-
-def test_holdings_count_only_exports_the_listing_agrees_with(tmp_path):
+def test_holdings_count_only_signed_exports_the_listing_agrees_with(tmp_path):
     from airflow.sdk import ObjectStoragePath
 
-    write_export(tmp_path, "a" * 24 + ".tgz")
-    write_export(tmp_path, "b" * 24 + ".tgz", size=11)  # bytes replaced behind our back
-    write_export(tmp_path, "c" * 24 + ".tgz", sha_sidecar=False)
-    write_export(tmp_path, "d" * 24 + ".tgz", finish="2099-01-01T00:00:00Z", exported="2099-01-01T00:00:00Z")
-    found = archive_holdings(ObjectStoragePath(tmp_path.as_uri()), NOW)
-    assert list(found.of("alpha", G)) == ["a" * 24]
+    from tests.unit.export_fixtures import commit_export, resign_manifest, snapshot_id
+
+    root = ObjectStoragePath(tmp_path.as_uri())
+    when = NOW - timedelta(days=1)
+    good = commit_export(root, "alpha", when, night=0)
+    replaced = commit_export(root, "alpha", when, night=1)
+    replaced.write_bytes(replaced.read_bytes() + b"x")  # bytes replaced behind our back
+    planted = commit_export(root, "alpha", when, night=2)
+    manifest = json.loads((planted.parent / f"{planted.name}.json").read_text())
+    manifest.pop("signature")  # a manifest of our format written by someone without our key
+    (planted.parent / f"{planted.name}.json").write_text(json.dumps(manifest))
+    forged = commit_export(root, "alpha", when, night=3)
+    manifest = json.loads((forged.parent / f"{forged.name}.json").read_text())
+    manifest["snapshot"]["finishTime"] = "2026-12-06T03:00:00Z"  # edited after signing
+    (forged.parent / f"{forged.name}.json").write_text(json.dumps(manifest))
+    future = commit_export(root, "alpha", when, night=4)
+    resign_manifest(future, lambda m: m.update(exported_at="2099-01-01T00:00:00+00:00",
+                                               snapshot={"finishTime": "2099-01-01T00:00:00Z"}))
+    found = archive_holdings(root, NOW)
+    assert list(found.of("alpha", G)) == [snapshot_id(0)]
     reasons = dict(found.untrusted)
-    assert len(reasons) == 3
-    assert any("listing shows 11 bytes" in why for why in reasons.values())
-    assert any(".sha256 sidecar is missing" in why for why in reasons.values())
+    assert len(reasons) == 4
+    assert any(why.startswith("mismatch:") for why in reasons.values())
+    assert any(why.startswith("unsigned:") for why in reasons.values())
+    assert any(why.startswith("bad_signature:") for why in reasons.values())
     assert any("in the future" in why for why in reasons.values())
-    assert found.newest("alpha", G).snapshot_id == "a" * 24  # the 2099 export never ranks newest
+    assert found.newest("alpha", G).path.endswith(good.name)  # the 2099 export never ranks newest
 
 
 # ---- protection verdict ---------------------------------------------------------------------------
