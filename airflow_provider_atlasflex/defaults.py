@@ -23,6 +23,9 @@ DEFAULT_MIN_LINK_VALIDITY = timedelta(minutes=30)
 # yet is skipped (Atlas' first is ~24 h after creation).
 DEFAULT_MAX_SNAPSHOT_AGE = timedelta(hours=36)
 DEFAULT_NEW_CLUSTER_GRACE = timedelta(hours=26)
+# The protection check: how long a finished snapshot may wait for its nightly copy before the cluster is at risk
+# (a daily schedule misses a snapshot by up to a day, plus the copies themselves).
+DEFAULT_MAX_EXPORT_LAG = timedelta(hours=26)
 # An export whose manifest is dated later than now plus this margin (clock skew between writers) is never
 # trusted: never protected or ranked newest by retention, never counted as covering its cluster.
 FUTURE_MARGIN = timedelta(hours=1)

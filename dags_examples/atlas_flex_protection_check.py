@@ -3,9 +3,10 @@
 Independent of the nightly export DAG on purpose: when that DAG is paused, broken or deleted it
 reports nothing, and this one fails instead. ``check_protection`` lists the clusters as the
 nightly discovery does (same include/exclude rules, same freshness rules), scans the archive once,
-and fails naming every cluster whose newest export holds a snapshot taken more than
-``MAX_EXPORT_AGE`` ago, or that has no export at all. Put an alert on its failure (an
-``on_failure_callback`` notifier or ``email_on_failure``).
+and fails naming every cluster for which Atlas finished a snapshot more than ``MAX_EXPORT_LAG``
+ago that the archive holds neither it nor anything newer of (no nightly copy happened), or whose
+backups stopped in Atlas itself. Put an alert on its failure (an ``on_failure_callback`` notifier
+or ``email_on_failure``).
 
 The archive is read from the same Airflow Variables as the nightly DAG, never from run conf:
 ``atlasflex_destination_root`` (default ``file://$AIRFLOW_HOME/atlas-flex-exports``) and
@@ -25,9 +26,11 @@ from airflow_provider_atlasflex.operators.protection_check import AtlasFlexProte
 
 DESTINATION_ROOT_VARIABLE = "atlasflex_destination_root"
 DESTINATION_CONN_VARIABLE = "atlasflex_destination_conn_id"
-# The newest export's snapshot may be at most this old: a nightly export of a daily snapshot plus a
-# night's margin (the nightly DAG's MAX_SNAPSHOT_AGE).
-MAX_EXPORT_AGE = timedelta(hours=36)
+# How long a finished snapshot may wait for its nightly copy: a daily schedule misses a snapshot by up
+# to a day, plus the time the copies take.
+MAX_EXPORT_LAG = timedelta(hours=26)
+# Atlas' own freshness rule, as in the nightly DAG (MAX_SNAPSHOT_AGE there).
+MAX_SNAPSHOT_AGE = timedelta(hours=36)
 
 with DAG(
     dag_id="atlas_flex_protection_check",
@@ -56,7 +59,7 @@ with DAG(
         archive_root=where["root"],
         archive_conn_id=where["conn_id"],
         exclude=["restore-drill*"],
-        max_snapshot_age=MAX_EXPORT_AGE,
-        max_export_age=MAX_EXPORT_AGE,
+        max_snapshot_age=MAX_SNAPSHOT_AGE,
+        max_export_lag=MAX_EXPORT_LAG,
         execution_timeout=timedelta(minutes=20),
     )

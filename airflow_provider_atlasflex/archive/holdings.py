@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_atlasflex.defaults import FUTURE_MARGIN
-from airflow_provider_atlasflex.transfers.manifest import parse_time, taken_at
+from airflow_provider_atlasflex.transfers.manifest import dated_in_future, taken_at
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -108,11 +107,6 @@ def untrusted_because(found: FoundExport, now: datetime, keys: KeyRing) -> str |
     problem = at_rest_problem(found.path, manifest, found.size, keys, found.etag)
     if problem is not None:
         return f"{problem[0]}: {problem[1]}"
-    taken = taken_at(manifest)
-    if taken is None:
+    if taken_at(manifest) is None:
         return "its manifest records no snapshot finishTime or exported_at"
-    exported = parse_time(manifest.get("exported_at"))
-    for what, moment in (("snapshot finishTime", taken), ("exported_at", exported)):
-        if moment is not None and moment > now + FUTURE_MARGIN:
-            return f"its manifest dates its {what} {moment.isoformat()}, in the future"
-    return None
+    return dated_in_future(manifest, now)

@@ -3,8 +3,9 @@
 A listing is read page by page until a short page (or ``totalCount``) says it ended. A host that
 never says so (full pages for ever, the same items again, ``totalCount`` 10^12) would otherwise be
 read until memory ran out, each page of up to 16 MiB kept whole. So a listing here stops with
-:class:`AtlasUnexpectedAnswerError` at a page larger than the ``itemsPerPage`` asked for, at an
-item seen before, or past :data:`MAX_LISTED_ITEMS`; and of each item only the fields the provider
+:class:`AtlasUnexpectedAnswerError` at a page larger than the ``itemsPerPage`` asked for, at a
+page holding only items seen before, or past :data:`MAX_LISTED_ITEMS` (an item seen before is
+skipped: a real listing shifts when an item is created between two page reads); and of each item only the fields the provider
 reads are kept (each type- and length-checked by :mod:`.answers`), so memory grows by a bounded
 amount per item, not by what the host chose to send.
 """
@@ -98,18 +99,24 @@ def read_listing(
             )
         if isinstance(total, int) and total > limit:
             raise _too_long(call, listing, limit, f"a totalCount of {total} {listing.noun}")
+        new = 0
         for item in results:
             key = item[listing.key]
             if key in seen:
-                raise unexpected_answer(
-                    call,
-                    f"{listing.one} {listing.key} {key!r} again on page {page}: a listing that repeats itself "
-                    "may never end, so reading stopped",
-                )
+                # An item created between two page reads shifts the next page: what it pushes over comes
+                # again. Skipped here; a page of nothing but repeats is a listing that never ends.
+                continue
             if len(items) >= limit:
                 raise _too_long(call, listing, limit, f"more than {limit} {listing.noun} (page {page})")
             seen.add(key)
             items.append(listing.keep(item))
+            new += 1
+        if results and not new:
+            raise unexpected_answer(
+                call,
+                f"page {page} lists only {listing.noun} listed before ({listing.key} {results[0][listing.key]!r} "
+                "again...): a listing that repeats itself may never end, so reading stopped",
+            )
         count = len(results)
         del results  # not held while the next page is read
         if count < asked or (isinstance(total, int) and len(items) >= total):

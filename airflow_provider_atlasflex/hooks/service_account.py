@@ -484,6 +484,25 @@ def _private_directory_problem(directory: Path) -> str | None:
         return f"is owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
     if info.st_mode & 0o077:
         return f"can be reached by other users (mode {stat.S_IMODE(info.st_mode):04o}, not 0700)"
+    return _parent_problem(directory)
+
+
+def _parent_problem(directory: Path) -> str | None:
+    """Why another user could swap ``directory`` for one of theirs (None: no parent lets them).
+
+    A parent another user owns, or may write without the sticky bit (``HOME=/tmp`` in a container:
+    ``/tmp/.cache`` created by someone else), lets that user rename our directory away and put a
+    symbolic link of theirs in its place between our check and our use.
+    """
+    for parent in directory.absolute().parents:
+        try:
+            info = parent.lstat()
+        except OSError:
+            continue
+        if info.st_uid not in (0, os.getuid()):
+            return f"lies under {parent}, which uid {info.st_uid} owns"
+        if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+            return f"lies under {parent}, which other users may write (mode {stat.S_IMODE(info.st_mode):04o})"
     return None
 
 

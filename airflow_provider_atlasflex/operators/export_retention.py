@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, FUTURE_MARGIN
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
@@ -30,8 +30,8 @@ RETENTION_LOCK_WAIT = 5.0
 class AtlasFlexExportRetentionOperator(BaseOperator):
     """Delete exports under ``root`` that the policy no longer keeps, with their sidecars.
 
-    Policy, per cluster (project id + cluster name from each manifest): keep the newest
-    ``keep_last`` exports, and keep every export whose snapshot was taken less than ``keep_days``
+    Policy, per cluster (project id + cluster name from each manifest): keep the exports of the
+    newest ``keep_last`` snapshots (copies of one snapshot count once), and keep every export whose snapshot was taken less than ``keep_days``
     days ago; an export either rule keeps is kept. Age and order come from the snapshot's Atlas
     ``finishTime`` in the manifest (when the data was taken: re-exporting an old snapshot does not
     make it new), falling back to ``exported_at``; an export with neither date is never deleted.
@@ -75,7 +75,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     :param root: directory or prefix holding the exports, e.g. ``s3://bucket/atlas`` (templated).
     :param dst_conn_id: connection for the storage (templated).
-    :param keep_last: newest exports to keep per cluster (1 or more), or None (templated, see below).
+    :param keep_last: newest snapshots to keep per cluster (1 or more; every copy of a kept snapshot
+        is kept), or None (templated, see below).
     :param keep_days: keep exports of snapshots younger than this many days, or None (templated).
         At least one of ``keep_last`` and ``keep_days`` is required.
     :param verify: what proves an export before it is deleted: ``"size"`` (default: its signature,
@@ -141,6 +142,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         from airflow_provider_atlasflex.archive.keys import KeyRing
         from airflow_provider_atlasflex.transfers.export_check import ExportReadError, scan_exports
         from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem, signature_problem
+        from airflow_provider_atlasflex.transfers.manifest import dated_in_future
 
         now = datetime.now(timezone.utc)
         self._keys = KeyRing()
@@ -189,19 +191,20 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             for found in undated:
                 self.log.warning("Keeping %s: its manifest has no usable finishTime or exported_at", found.path)
                 report["kept"].append(_entry(found, None, "no date in its manifest"))
+            future = {id(found): why for _, found in exports if (why := dated_in_future(found.manifest, now))}
             for taken, found in exports:
-                if taken is not None and taken > now + FUTURE_MARGIN:
+                if id(found) in future:
                     self.log.warning(
-                        "Not trusting %s: its manifest dates it %s, in the future; it is kept, never protected and "
-                        "never counted among the newest (a wrong clock, or a planted date)",
+                        "Not trusting %s: %s; it is kept, never protected and never counted among the newest (a "
+                        "wrong clock, or a planted date)",
                         found.path,
-                        taken.isoformat(),
+                        future[id(found)],
                     )
                     entry = _entry(found, taken, "dated in the future: not trusted")
                     report["kept"].append(entry)
                     report["future_dated"].append(entry)
             dated = sorted(
-                ((taken, found) for taken, found in exports if taken is not None and taken <= now + FUTURE_MARGIN),
+                ((taken, found) for taken, found in exports if taken is not None and id(found) not in future),
                 key=lambda item: (item[0], item[1].manifest.get("exported_at", ""), str(item[1].path)),
                 reverse=True,
             )
@@ -218,7 +221,11 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 report["kept"] += [_entry(found, taken, "cluster has no verified export") for taken, found in dated]
                 continue
             report["protected"].append(_entry(newest_verified[1], newest_verified[0], "newest verified export"))
-            for rank, (taken, found) in enumerate(dated):
+            # keep_last counts snapshots, not files: copies of one snapshot (another night's date, a planted
+            # replay of a signed set) share its rank, so they never push a real recovery point out.
+            ranks: dict[str, int] = {}
+            for taken, found in dated:
+                rank = ranks.setdefault(found.manifest["snapshot_id"], len(ranks))
                 reason = self._keep_reason(rank, taken, now, found is newest_verified[1])
                 if reason:
                     report["kept"].append(_entry(found, taken, reason))

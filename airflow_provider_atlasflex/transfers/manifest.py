@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_atlasflex.archive.signature import SigningKey, sign
+from airflow_provider_atlasflex.defaults import FUTURE_MARGIN
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.transfers.commit import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, export_commit
 from airflow_provider_atlasflex.version import __version__
@@ -130,6 +131,23 @@ def taken_at(manifest: Mapping[str, Any]) -> datetime | None:
     if finished is None or exported is None:
         return finished or exported
     return min(finished, exported)
+
+
+def dated_in_future(manifest: Mapping[str, Any], now: datetime) -> str | None:
+    """Which of the manifest's dates lies beyond now plus :data:`FUTURE_MARGIN` (None: neither does).
+
+    Such an export is never trusted (retention never protects it or ranks it newest, the archive's
+    holdings never count it): a wrong clock or a planted date must not pin it as the newest for ever.
+    """
+    snapshot = manifest.get("snapshot")
+    dates = (
+        ("snapshot finishTime", parse_time(snapshot.get("finishTime") if isinstance(snapshot, Mapping) else None)),
+        ("exported_at", parse_time(manifest.get("exported_at"))),
+    )
+    for what, moment in dates:
+        if moment is not None and moment > now + FUTURE_MARGIN:
+            return f"its manifest dates its {what} {moment.isoformat()}, in the future"
+    return None
 
 
 def write_sidecars(

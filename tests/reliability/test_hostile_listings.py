@@ -111,14 +111,14 @@ def endless(suffix: str, item: Callable[[int], dict[str, Any]], how: str, count:
     "Stopped at the first page that proves it (page 1, or page 2 for a repeat) instead of reading up to 1000 "
     "pages and holding them all",
     "AtlasUnexpectedAnswerError naming the operation and what was wrong ('a page of 600 snapshots (page 1), more "
-    "than the itemsPerPage=500 asked for', 'snapshot id ... again on page 2', 'a totalCount of 1000000000000')",
+    "than the itemsPerPage=500 asked for', 'page 2 lists only snapshots listed before', 'a totalCount of 1000000000000')",
 )
 @pytest.mark.parametrize("operation", list(LISTINGS))
 @pytest.mark.parametrize(
     "how, requests, expected",
     [
         ("oversized", 1, "more than the itemsPerPage=500 asked for"),
-        ("repeated", 2, "again on page 2: a listing that repeats itself may never end"),
+        ("repeated", 2, "page 2 lists only"),
         ("huge-total", 1, f"a totalCount of {10**12}"),
     ],
 )
@@ -149,7 +149,7 @@ def test_a_listing_that_pages_on_for_ever_stops_at_once(monkeypatch, operation, 
     "how, requests, expected",
     [
         ("oversized", 1, "a page of 600 flex clusters (page 1), more than the itemsPerPage=500 asked for"),
-        ("repeated", 2, "flex cluster name 'cluster-0' again on page 2"),
+        ("repeated", 2, "page 2 lists only flex clusters listed before (name 'cluster-0' again"),
         ("huge-total", 1, f"a totalCount of {10**12} flex clusters"),
         ("endless", MAX_LISTED_ITEMS // 500 + 1, f"more than {MAX_LISTED_ITEMS} flex clusters (page 21)"),
     ],
@@ -273,8 +273,8 @@ def test_discovery_refuses_a_cluster_listing_that_is_not_a_list_of_clusters(monk
     "One cluster's snapshot listing repeats the same snapshots on every page (an endless listing) while the other "
     "cluster's is fine",
     "Discovery stopped that listing at page 2 and recorded the cluster as failed; the other cluster is exportable",
-    "'Cannot export beta (project <id>): Atlas gave a bad answer about its snapshots: ... snapshot id ... again "
-    "on page 2' and the night's report fails the run naming beta",
+    "'Cannot export beta (project <id>): Atlas gave a bad answer about its snapshots: ... page 2 lists only "
+    "snapshots listed before' and the night's report fails the run naming beta",
 )
 def test_discovery_fails_only_the_cluster_whose_snapshot_listing_never_ends(monkeypatch):
     count = [0]
@@ -294,5 +294,22 @@ def test_discovery_fails_only_the_cluster_whose_snapshot_listing_never_ends(monk
         found = AtlasFlexClusterDiscoveryOperator(task_id="discover_clusters").execute(make_context())  # type: ignore[arg-type]
     assert [c["cluster_name"] for c in found["exportable"]] == ["alpha"]
     [failed] = found["failed"]
-    assert failed["cluster_name"] == "beta" and "again on page 2" in failed["reason"]
+    assert failed["cluster_name"] == "beta" and "page 2 lists only snapshots listed before" in failed["reason"]
     assert count[0] == 2
+
+
+def test_an_item_shifted_onto_the_next_page_is_listed_once(monkeypatch):
+    """Real pagination drift: a cluster created between two page reads pushes the last item of page 1 onto page 2."""
+    pages = {
+        1: [a_cluster(n) | {"name": f"c{n}"} for n in range(3)],
+        2: [a_cluster(2) | {"name": "c2"}, a_cluster(3) | {"name": "c3"}],
+    }
+
+    def serve(seen: Seen) -> Answer:
+        page = int(parse_qs(urlsplit(seen.path).query).get("pageNum", ["1"])[0])
+        return Answer(200, ATLAS_JSON, json.dumps({"results": pages.get(page, [])}).encode())
+
+    with HostileServer(token_or(serve)) as atlas:
+        connect(monkeypatch, atlas.base_url, "service_account")
+        names = [c["name"] for c in AtlasFlexHook().list_flex_clusters(GROUP, items_per_page=3)]
+    assert names == ["c0", "c1", "c2", "c3"]

@@ -44,10 +44,10 @@ def _commit_with_finish_time(root: ObjectStoragePath, finish_time: str, exported
 @reliability(
     "hostile",
     "The API reports a snapshot finishTime of 2099 for one export (keep_last=1, 5 real nightly exports)",
-    "Retention ordered that export by its export time (a finishTime later than exported_at is never trusted): "
-    "tonight's export stayed the protected newest, the bogus one was deleted; the manifest flags the value",
-    "'Not trusting finishTime 2099-01-01T00:00:00Z of <path>: it is later than its export time ...'; the "
-    "manifest carries 'anomalies': ['snapshot finishTime ... is later than exported_at ...']",
+    "Retention never trusted that export (a date in the future): tonight's export stayed the protected newest, "
+    "the older real ones were deleted, the bogus one was kept and reported as future-dated",
+    "'Not trusting <path>: its manifest dates its snapshot finishTime 2099-01-01 ..., in the future; it is kept, "
+    "never protected ...'; the manifest carries 'anomalies': ['snapshot finishTime ... is later than exported_at ...']",
 )
 def test_a_far_future_finish_time_does_not_pin_retention(tmp_path):
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
@@ -55,9 +55,9 @@ def test_a_far_future_finish_time_does_not_pin_retention(tmp_path):
     bogus = _commit_with_finish_time(root, FAR_FUTURE, "2020-01-01T00:00:00+00:00")
     report = retention(root, keep_last=1)
     assert [p["path"] for p in report["protected"]] == [str(real[0])]
-    assert real[0].exists() and not bogus.exists()
+    assert real[0].exists() and bogus.exists() and sidecar_paths(bogus).manifest.exists()
+    assert [p["path"] for p in report["future_dated"]] == [str(bogus)]
     assert not any(p.exists() for p in real[1:])
-    assert not sidecar_paths(bogus).manifest.exists()  # deleted with its sidecars
 
 
 def test_build_manifest_flags_a_finish_time_after_the_export():
@@ -201,3 +201,27 @@ def test_a_scrub_listing_in_the_middle_of_a_deletion_skips_that_export(tmp_path,
     operator, context = verify(root=str(root))
     results = operator.execute(context)
     assert [r["path"] for r in results] == [str(kept)]
+
+
+@reliability(
+    "hostile-at-rest",
+    "Someone who can write the destination copies tonight's signed export set (bytes and sidecars) to three other "
+    "paths; retention runs with keep_last=2",
+    "keep_last counted snapshots, not files: the copies shared tonight's rank, so last night's real export was kept",
+    "The report keeps tonight's snapshot (every copy) and last night's; only older snapshots are deleted",
+)
+def test_copies_of_one_snapshot_never_push_a_real_recovery_point_out(tmp_path):
+    root = ObjectStoragePath(f"file://{tmp_path}/exports")
+    real = [commit_export(root, "alpha", when, night=n) for n, when in enumerate(nights(4))]
+    replays = []
+    for where in ("zzz-1", "zzz-2", "zzz-3"):
+        folder = root / "alpha" / where
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in (real[0], sidecar_paths(real[0]).sha256, sidecar_paths(real[0]).manifest):
+            (folder / source.name).write_bytes(source.read_bytes())
+        replays.append(folder / real[0].name)
+    report = retention(root, keep_last=2)
+    assert real[0].exists() and real[1].exists(), "a real recovery point was deleted"
+    assert not real[2].exists() and not real[3].exists()
+    assert all(p.exists() for p in replays)  # copies of a kept snapshot are kept with it
+    assert {p["path"] for p in report["deleted"]} == {str(real[2]), str(real[3])}

@@ -350,3 +350,29 @@ def _has_passwd_entry(pwd: Any, uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+@reliability(
+    "hostile",
+    "The token store's fallback lies under a directory other users may write (HOME=/tmp-like, no sticky bit) or "
+    "own, while the configured store is refused",
+    "The fallback is refused too: tokens stay in the task's memory; nothing is written where another user could "
+    "swap the directory",
+    "One warning naming the refused directory and saying no private fallback is usable",
+)
+@pytest.mark.parametrize("parent", ["world-writable", "sticky"])
+def test_token_fallback_under_a_parent_others_may_write(parent: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    squatted = tmp_path / "squatted"
+    squatted.mkdir(mode=0o777)
+    squatted.chmod(0o777)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777 if parent == "sticky" else 0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(shared / "cache"))
+    cache = TokenCache(store_dir=squatted)
+    cache.put("k", CachedToken("t", 9e12, 0), lambda _: None)
+    found = cache._directory()
+    if parent == "sticky":  # /tmp-like: others cannot rename what we own in it
+        assert found == shared / "cache" / "airflow-provider-atlasflex" / "tokens"
+    else:
+        assert found is None and cache.get("k") is not None  # memory only, still served

@@ -143,24 +143,71 @@ def test_holdings_count_only_signed_exports_the_listing_agrees_with(tmp_path):
 
 
 def test_protection_verdict_names_each_cluster_at_risk():
+    def point(name: str, *hours: float) -> dict[str, Any]:
+        done = [{"snapshot_id": f"{name}-{h}", "finished_at": at(h / 24)} for h in hours]
+        return {"cluster_name": name, "group_id": G, "snapshot_id": done[0]["snapshot_id"], "completed": done}
+
+    names = ("fresh", "late", "missed", "never", "newbie")
     found = {
-        "exportable": [{"cluster_name": n, "group_id": G} for n in ("fresh", "old", "never")],
+        "exportable": [{"cluster_name": n, "group_id": G} for n in names],
+        "recovery_points": [
+            point("fresh", 20, 44), point("late", 25, 49), point("missed", 30, 54), point("never", 30, 54),
+            point("newbie", 2),
+        ],
         "stale": [{"cluster_name": "gone", "group_id": G, "snapshot_id": None, "reason": "no COMPLETED snapshot"}],
-        "skipped": [{"cluster_name": "newbie", "group_id": G, "reason": "too new"}],
+        "skipped": [{"cluster_name": "tiny", "group_id": G, "reason": "too new"}],
         "failed": [{"cluster_name": "liar", "group_id": G, "reason": "bad answer"}],
-        "missing": [],
+        "missing": [{"cluster_name": "typo", "reason": "no flex cluster named 'typo'"}],
     }
+
+    def held(name: str, hours: float) -> dict[str, HeldExport]:
+        sid = f"{name}-{hours}"
+        return {sid: HeldExport(name, G, sid, f"file:///a/{sid}.tgz", 1, "0" * 64, NOW - timedelta(hours=hours))}
+
     holdings = Holdings(
-        {
-            ("fresh", G): {"s1": HeldExport("fresh", G, "s1", "file:///a/f.tgz", 1, "0" * 64, NOW - timedelta(hours=20))},
-            ("old", G): {"s2": HeldExport("old", G, "s2", "file:///a/o.tgz", 1, "0" * 64, NOW - timedelta(hours=50))},
-        },
+        {(n, G): held(n, h) for n, h in (("fresh", 20), ("late", 49), ("missed", 54))},
         [],
     )
-    verdict = judge_protection(found, holdings, now=NOW, max_export_age=timedelta(hours=36))
-    assert [e["cluster_name"] for e in verdict["protected"]] == ["fresh"]
+    verdict = judge_protection(found, holdings, now=NOW, max_export_lag=timedelta(hours=26))
+    # late: its newest snapshot (25 h) may still wait for tonight's copy; the one before it is archived
+    assert [e["cluster_name"] for e in verdict["protected"]] == ["fresh", "late"]
+    assert [e["cluster_name"] for e in verdict["pending"]] == ["newbie"]
     risk = {e["cluster_name"]: e["reason"] for e in verdict["at_risk"]}
-    assert sorted(risk) == ["gone", "liar", "never", "old"]
-    assert "taken 2.1 days ago" in risk["old"] and "no export of ours" in risk["never"]
-    assert "Atlas has no fresh snapshot either" in risk["gone"] and "cannot be judged" in risk["liar"]
-    assert [e["cluster_name"] for e in verdict["skipped"]] == ["newbie"]
+    assert sorted(risk) == ["gone", "liar", "missed", "never", "typo"]
+    assert "snapshot missed-30 finished 30.0 h ago and is not in the archive" in risk["missed"]
+    assert "holds snapshot missed-54, taken 2.2 days ago" in risk["missed"]
+    assert "no export of ours" in risk["never"] and "Atlas has no fresh snapshot either" in risk["gone"]
+    assert "cannot be judged" in risk["liar"] and "cannot be judged" in risk["typo"]
+    assert [e["cluster_name"] for e in verdict["skipped"]] == ["tiny"]
+
+
+def test_plan_rereads_the_newest_held_export_and_copies_it_again_when_it_does_not_prove(tmp_path):
+    """Same-size bytes replaced behind our back pass the scan's cheap proof; the plan's re-read catches them."""
+    from airflow.sdk import ObjectStoragePath
+
+    from tests.unit.export_fixtures import commit_export, snapshot_id
+
+    root = ObjectStoragePath(tmp_path.as_uri())
+    when = datetime.now(timezone.utc) - timedelta(hours=3)
+    path = commit_export(root, "alpha", when, night=0)
+    newest = snapshot_id(0)
+    stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    found = {
+        "exportable": [{"cluster_name": "alpha", "group_id": G}],
+        "recovery_points": [{"cluster_name": "alpha", "group_id": G, "snapshot_id": newest, "finished_at": stamp,
+                             "completed": [{"snapshot_id": newest, "finished_at": stamp}]}],
+    }
+
+    def plan() -> dict[str, Any]:
+        return AtlasFlexExportPlanOperator(task_id="plan", discovery=found, archive_root=tmp_path.as_uri()).execute(
+            make_context()
+        )
+
+    first = plan()
+    assert [h["snapshot_id"] for h in first["held"]] == [newest] and first["exports"] == []
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, different bytes
+    path.write_bytes(bytes(data))
+    second = plan()
+    assert second["held"] == []
+    assert [(e["snapshot_id"], e["backfill"]) for e in second["exports"]] == [(newest, False)]
