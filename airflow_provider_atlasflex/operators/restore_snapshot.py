@@ -166,14 +166,6 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
                 self.log.info("Newest COMPLETED snapshot of %s is %s", source, snapshot_id)
             else:
                 snapshot = hook.get_snapshot(source, snapshot_id, group_id)
-            if max_age is not None:
-                age = check_snapshot_fresh(snapshot, source, max_age, utcnow())
-                self.log.info(
-                    "Snapshot %s finished at %s (%.1f hours ago, within max_snapshot_age)",
-                    snapshot_id,
-                    snapshot.get("finishTime"),
-                    age.total_seconds() / 3600,
-                )
             jobs = hook.list_restore_jobs(source, group_id)
             found = newest_restore_into(jobs, snapshot_id, target, target_group, since=run_started)
             if found is not None:
@@ -189,6 +181,16 @@ class AtlasFlexRestoreSnapshotOperator(BaseOperator):
                     run_started.isoformat(),
                 )
             else:
+                # Judged when this run starts its restore, not on a retry of it: a retry after the snapshot
+                # crossed max_snapshot_age waits for the restore already begun instead of failing.
+                if max_age is not None:
+                    age = check_snapshot_fresh(snapshot, source, max_age, utcnow())
+                    self.log.info(
+                        "Snapshot %s finished at %s (%.1f hours ago, within max_snapshot_age)",
+                        snapshot_id,
+                        snapshot.get("finishTime"),
+                        age.total_seconds() / 3600,
+                    )
                 self._refuse_busy_target(restores_in_progress_into(jobs, target, target_group), target)
                 job = hook.request_restore(
                     source, snapshot_id, target, target_group, group_id, existing_job_ids={str(j.get("id")) for j in jobs}

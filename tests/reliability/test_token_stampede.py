@@ -305,7 +305,8 @@ def _fallback_as_uid(uid: int, env: dict[str, str], squatted: str) -> dict[str, 
     "hostile",
     "A container runs tasks under an arbitrary UID with no passwd entry (OpenShift, Kubernetes runAsUser) and "
     "the token directory is unusable",
-    "The store falls back to $XDG_CACHE_HOME, else $HOME/.cache, else keeps tokens in memory only; it never raises",
+    "The store falls back to $XDG_CACHE_HOME, else $HOME/.cache, else the passwd home's .cache, else keeps tokens "
+    "in memory only; it never raises",
     "One warning naming the refused directory; service-account tasks run (before: KeyError from pwd.getpwuid)",
 )
 def test_token_store_fallback_for_a_uid_without_passwd_entry() -> None:

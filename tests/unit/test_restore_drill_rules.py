@@ -208,3 +208,13 @@ def test_target_pattern_and_allow_any_target(emu):
         with pytest.raises(AtlasFlexConfigError, match=message):
             attempt(None, **bad)
     assert len(emu.requests) == 0
+
+
+def test_a_retry_after_the_snapshot_crossed_max_snapshot_age_waits_for_its_restore(emu):
+    """The age is judged when the run starts its restore; the retry of that run is not failed by the clock."""
+    run = new_run()
+    first = attempt(run, max_snapshot_age=timedelta(days=30))
+    again = attempt(run, max_snapshot_age=timedelta(minutes=1))  # the snapshot is older than this by now
+    assert again["id"] == first["id"] and len(restores(emu)) == 1
+    with pytest.raises(StaleSnapshotError):  # a new run judges it again
+        attempt(new_run(), max_snapshot_age=timedelta(minutes=1))
