@@ -50,7 +50,11 @@ if TYPE_CHECKING:
 
 VERIFIED = "verified"
 # unsigned: a manifest without a signature; bad_signature: one whose signature does not verify with a key of ours.
-FAILED_STATUSES = ("unproven", "mismatch", "damaged", "missing", "unreadable", UNSIGNED, BAD_SIGNATURE)
+# stale_sidecars: on an object store, the signed manifest names another version (ETag) of the object.
+STALE_SIDECARS = "stale_sidecars"
+FAILED_STATUSES = (
+    "unproven", "mismatch", "damaged", "missing", "unreadable", UNSIGNED, BAD_SIGNATURE, STALE_SIDECARS
+)
 
 
 class ExportVerificationError(AtlasFlexError, AirflowFailException):
@@ -221,6 +225,9 @@ def verify_export(
         result["status"] = "unreadable"
         problems.append(f"could not be read: {exc.strerror or exc}")
         return result
+    stale = _stale_sidecars(path, manifest)
+    if stale is not None:
+        problems.append(stale)
     if manifest is not None and content.over_limit:
         mismatch = True
         has = "more" if content.stored_size is None else content.stored_size
@@ -238,9 +245,26 @@ def verify_export(
             mismatch = True
             problems.append(f"sha256: {where} says {expected}, the file's is {sha}")
     result["status"] = signature or (
-        "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven else VERIFIED
+        STALE_SIDECARS if stale else "mismatch" if mismatch else "damaged" if damaged else "unproven" if unproven
+        else VERIFIED
     )
     return result
+
+
+def _stale_sidecars(path: ObjectStoragePath, manifest: dict[str, Any] | None) -> str | None:
+    """On an object store: why the signed manifest describes another version of the object (None: it does not)."""
+    signed = manifest.get("object_etag") if manifest is not None else None
+    if not isinstance(signed, str):
+        return None
+    from airflow_provider_atlasflex.transfers.export_proof import object_etag
+
+    current = object_etag(path)
+    if current is None or current == signed.strip().strip('"'):
+        return None
+    return (
+        f"stale sidecars: they were signed for the object with ETag {signed.strip(chr(34))}, the object now has "
+        f"ETag {current} (replaced since, e.g. by a racing writer); copy the snapshot again to repair them"
+    )
 
 
 def describe_failures(results: list[dict[str, Any]]) -> str:

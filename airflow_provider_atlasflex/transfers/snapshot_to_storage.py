@@ -411,6 +411,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             )
             sidecars = write_sidecars(result, _committed_etag(commit, dst, raced))
             if not _still_ours(commit, dst, result, raced):
+                _withdraw_sidecars(dst, result, self.log)
                 raise SnapshotTransferError(
                     f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: another writer replaced the "
                     f"export while this attempt wrote its sidecars; {dst} no longer holds the {result.bytes} bytes "
@@ -659,6 +660,27 @@ def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadRe
         )
     except (OSError, SnapshotTransferError):
         return False
+
+
+def _withdraw_sidecars(dst: ObjectStoragePath, result: DownloadResult, log: Any) -> None:
+    """A writer that lost a race removes the sidecars it wrote, if they are still its own.
+
+    Left behind, they would describe this attempt's bytes beside another writer's object for good.
+    Only sidecars recording this attempt's sha256 are removed (never the winner's); a copy of the
+    winner's snapshot with ``overwrite=False`` then finds identical bytes and writes signed ones.
+    """
+    from airflow_provider_atlasflex.transfers.manifest import read_manifest, read_sha256_sidecar, sidecar_paths
+
+    paths = sidecar_paths(dst)
+    try:
+        manifest = read_manifest(dst)
+        if manifest is not None and manifest["sha256"] == result.sha256:
+            paths.manifest.unlink()
+            log.warning("Removed %s: it described this attempt's bytes, not the object at %s", paths.manifest, dst)
+        if read_sha256_sidecar(dst) == result.sha256:
+            paths.sha256.unlink()
+    except (OSError, SnapshotTransferError) as exc:
+        log.warning("Could not remove this attempt's sidecars beside %s (%s): the scrub will name them", dst, exc)
 
 
 def _committed_etag(commit: ExportCommit, dst: ObjectStoragePath, raced: bool) -> str | None:

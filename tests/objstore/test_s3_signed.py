@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.archive.keys import KeyRing
-from airflow_provider_atlasflex.transfers.export_check import scan_exports
+from airflow_provider_atlasflex.transfers.export_check import scan_exports, verify_export
 from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem
 from airflow_provider_atlasflex.transfers.manifest import read_manifest
 from tests.objstore.conftest import S3Server
@@ -31,7 +31,7 @@ pytestmark = __import__("pytest").mark.usefixtures("fresh_tokens", "fast_retries
     "The signed manifest records the ETag of the object its commit wrote; the listing's ETag differs, so the "
     "export is unproven without reading it: retention keeps it, a new copy replaces it (overwrite=True)",
     "Retention report: unproven 'mismatch: the object is not the version its manifest was signed for (ETag "
-    "..., signed ...): replaced since, its sidecars are stale'",
+    "..., signed ...): replaced since, its sidecars are stale'; the scrub: status stale_sidecars",
 )
 def test_a_replaced_object_is_stale_on_sight(make_emulator, atlas_conn, moto_server: S3Server, bucket, s3_conn):
     emu = make_emulator(snapshot_size=1 * MIB)
@@ -45,6 +45,10 @@ def test_a_replaced_object_is_stale_on_sight(make_emulator, atlas_conn, moto_ser
 
     body: Any = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=body[:-1] + bytes([body[-1] ^ 1]))  # same size, other bytes
+
+    dst.fs.invalidate_cache()
+    checked = verify_export(dst, keys=KeyRing())  # the scrub names them for what they are
+    assert checked["status"] == "stale_sidecars" and any("stale sidecars: they were signed for" in p for p in checked["problems"])
 
     root = ObjectStoragePath(f"s3://{bucket}/exports", conn_id=s3_conn)
     (found,) = scan_exports(root).exports

@@ -170,3 +170,25 @@ def test_read_manifest_tells_missing_from_invalid(tmp_path):
     (tmp_path / "s.tgz.json").write_text(json.dumps({"format": "atlasflex-export/1", "file": "s.tgz"}))
     with pytest.raises(ManifestError, match="'snapshot_id' is missing"):
         read_manifest(dst)
+
+
+def test_a_writer_that_lost_a_race_withdraws_only_its_own_sidecars(tmp_path):
+    """Its sidecars beside another writer's object would describe the wrong bytes for good; the winner's stay."""
+    import logging
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_atlasflex.transfers.manifest import read_manifest, sidecar_paths
+    from airflow_provider_atlasflex.transfers.snapshot_to_storage import _withdraw_sidecars
+    from tests.unit.export_fixtures import commit_export
+
+    root = ObjectStoragePath(tmp_path.as_uri())
+    path = commit_export(root, "alpha", datetime(2026, 12, 5, 3, 0, tzinfo=timezone.utc))
+    recorded = read_manifest(path)["sha256"]
+    _withdraw_sidecars(path, SimpleNamespace(sha256="f" * 64), logging.getLogger("test"))  # the winner's: kept
+    assert sidecar_paths(path).manifest.exists() and sidecar_paths(path).sha256.exists()
+    _withdraw_sidecars(path, SimpleNamespace(sha256=recorded), logging.getLogger("test"))  # its own: removed
+    assert not sidecar_paths(path).manifest.exists() and not sidecar_paths(path).sha256.exists()
+    assert path.exists()  # the object is never touched
