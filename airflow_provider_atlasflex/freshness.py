@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot, parse_atlas_time
+from airflow_provider_atlasflex.defaults import FUTURE_MARGIN
+from airflow_provider_atlasflex.restore_jobs import newest_completed_snapshot, parse_atlas_time, snapshot_time
 
 __all__ = [
     "FRESH",
@@ -35,8 +36,6 @@ __all__ = [
 ]
 
 FRESH, STALE, NEW, UNTRUSTED = "fresh", "stale", "new", "untrusted"
-# A clock difference between Atlas and this worker that is not yet a lie about the future.
-CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,6 @@ class Freshness:
         }
 
 
-def snapshot_time(snapshot: Mapping[str, Any]) -> datetime | None:
-    """When a snapshot was taken: its finishTime, else startTime, else scheduledTime."""
-    for key in ("finishTime", "startTime", "scheduledTime"):
-        parsed = parse_atlas_time(snapshot.get(key))
-        if parsed is not None:
-            return parsed
-    return None
-
-
 def describe_age(age: timedelta) -> str:
     """'20.5 h' under two days, '6.9 days' beyond: what an on-call engineer reads at a glance."""
     hours = age.total_seconds() / 3600
@@ -109,7 +99,7 @@ def judge_cluster(
     finished_at = _iso(taken)
     age = now - taken
     hours = round(age.total_seconds() / 3600, 1)
-    if taken > now + CLOCK_SKEW:
+    if taken > now + FUTURE_MARGIN:  # beyond any clock difference: a lie about the future
         return Freshness(
             UNTRUSTED,
             f"Atlas dates snapshot {snapshot_id} at {finished_at}, in the future: its age cannot be judged",

@@ -97,16 +97,17 @@ def is_reusable_download(
     return expires is None or expires - now >= min_validity
 
 
+def snapshot_time(snapshot: Mapping[str, Any]) -> datetime | None:
+    """When a snapshot was taken: its finishTime, else startTime, else scheduledTime (None: none parses)."""
+    for key in ("finishTime", "startTime", "scheduledTime"):
+        parsed = parse_atlas_time(snapshot.get(key))
+        if parsed is not None:
+            return parsed
+    return None
+
+
 def newest_completed_snapshot(snapshots: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The COMPLETED snapshot with the latest finish (or start/scheduled) time."""
     epoch = datetime.min.replace(tzinfo=timezone.utc)
-
-    def when(snapshot: Mapping[str, Any]) -> datetime:
-        for key in ("finishTime", "startTime", "scheduledTime"):
-            parsed = parse_atlas_time(snapshot.get(key))
-            if parsed is not None:
-                return parsed
-        return epoch
-
     completed = [s for s in snapshots if s.get("status") == "COMPLETED" and s.get("id")]
-    return max(completed, key=when, default=None)
+    return max(completed, key=lambda s: snapshot_time(s) or epoch, default=None)
