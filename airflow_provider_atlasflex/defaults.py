@@ -3,7 +3,7 @@
 Airflow imports a DAG file's operators on every parse, so an operator module must not load the
 hook, the copy pipeline or the checks just to learn a default. These values live here; the
 modules that implement them (``hooks.connection_config``, ``restore_jobs``,
-``transfers.resumable_download``, ``transfers.commit``, ``transfers.export_check``) import them
+``transfers.resumable_download``, ``archive.commit``, ``archive.check``) import them
 from here, so each has one source of truth.
 """
 

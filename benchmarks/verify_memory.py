@@ -30,8 +30,8 @@ SNAPSHOT = "6a1b2c3d4e5f60718293a4b6"
 def write_export(directory: Path, size: int) -> Path:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.manifest import build_manifest, write_sidecars
     from airflow_provider_atlasflex.testing.emulator.tgz import SnapshotArchive
-    from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
 
     archive = SnapshotArchive(snapshot_id=SNAPSHOT, cluster_name="alpha", group_id=GROUP, size=size, mtime=0)
     path = directory / f"{SNAPSHOT}.tgz"

@@ -2,7 +2,7 @@
 
 The night's plan (what to copy, what to backfill) and the protection check (is every cluster
 covered by a recent export) both ask this of one scan of the archive root. An export counts as
-held only when it passes the at-rest proof retention uses (:func:`.export_proof.at_rest_problem`:
+held only when it passes the at-rest proof retention uses (:func:`.proof.at_rest_problem`:
 a manifest signed with one of our keys, its ``.sha256`` agreeing, the listed size and, on object
 stores, the ETag it was signed for); a file planted or replaced behind our back does not cover a
 cluster. Dates later than now are never trusted: such an export covers nothing and is named in a
@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_atlasflex.transfers.manifest import dated_in_future, taken_at
+from airflow_provider_atlasflex.archive.manifest import dated_in_future, taken_at
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.check import FoundExport
     from airflow_provider_atlasflex.archive.keys import KeyRing
-    from airflow_provider_atlasflex.transfers.export_check import FoundExport
 
 __all__ = ["HeldExport", "Holdings", "archive_holdings"]
 
@@ -70,9 +70,9 @@ class Holdings:
 
 def archive_holdings(root: ObjectStoragePath, now: datetime, keys: KeyRing | None = None) -> Holdings:
     """One listing of ``root`` (and two small reads per manifest): the exports that cover their cluster."""
+    from airflow_provider_atlasflex.archive.at_rest import plain_url
+    from airflow_provider_atlasflex.archive.check import scan_exports
     from airflow_provider_atlasflex.archive.keys import KeyRing
-    from airflow_provider_atlasflex.transfers.destination import plain_url
-    from airflow_provider_atlasflex.transfers.export_check import scan_exports
 
     keys = keys or KeyRing()
     holdings = Holdings({}, [])
@@ -99,7 +99,7 @@ def archive_holdings(root: ObjectStoragePath, now: datetime, keys: KeyRing | Non
 
 def untrusted_because(found: FoundExport, now: datetime, keys: KeyRing) -> str | None:
     """Why a listed export does not cover its cluster (None: it does), from the listing and its sidecars."""
-    from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem
+    from airflow_provider_atlasflex.archive.proof import at_rest_problem
 
     manifest: Mapping[str, Any] = found.manifest
     if found.size is None:

@@ -14,12 +14,12 @@ from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, Snapshot
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
 
-# transfers.export_check, .manifest and .commit are imported when the task runs, not here: DAG files
-# import this module on every parse. Tests replace their functions there (export_check.scan_exports).
+# archive.check, .manifest and .commit are imported when the task runs, not here: DAG files
+# import this module on every parse. Tests replace their functions there (archive.check.scan_exports).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_atlasflex.transfers.export_check import FoundExport, Scan
+    from airflow_provider_atlasflex.archive.check import FoundExport, Scan
 
 VERIFY_MODES = ("size", "full")
 # How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
@@ -42,7 +42,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     Safety rules, whatever the policy says:
 
     * only exports proven ours are candidates: an ``atlasflex-export/1`` manifest beside them with
-      a valid signature (see :mod:`.export_proof`: whoever can write the storage can plant a file
+      a valid signature (see :mod:`airflow_provider_atlasflex.archive.proof`: whoever can write the storage can plant a file
       with matching sidecars, but cannot sign), a ``.sha256`` that agrees with it and a listed size
       equal to the signed one. Everything else (no manifest, someone else's ``.json``, an unsigned
       or badly signed manifest, bytes replaced since) is never touched and is reported ``unproven``;
@@ -133,16 +133,16 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
         require_bool(self.is_dry_run, "dry_run")
         check_chunk_size(self.chunk_size)
-        from airflow_provider_atlasflex.transfers.export_check import require_storage_path
+        from airflow_provider_atlasflex.archive.check import require_storage_path
 
         return require_storage_path(self.root, "root", self.dst_conn_id, directory=True)
 
     def execute(self, context: Context) -> dict[str, Any]:
         root = self._check_arguments()
+        from airflow_provider_atlasflex.archive.check import ExportReadError, scan_exports
         from airflow_provider_atlasflex.archive.keys import KeyRing
-        from airflow_provider_atlasflex.transfers.export_check import ExportReadError, scan_exports
-        from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem, signature_problem
-        from airflow_provider_atlasflex.transfers.manifest import dated_in_future
+        from airflow_provider_atlasflex.archive.manifest import dated_in_future
+        from airflow_provider_atlasflex.archive.proof import at_rest_problem, signature_problem
 
         now = datetime.now(timezone.utc)
         self._keys = KeyRing()
@@ -289,13 +289,13 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _unverified_because(self, found: FoundExport) -> str | None:
         """Why ``found`` cannot be the protected export: a full re-read decides (its sidecars were checked already)."""
-        from airflow_provider_atlasflex.transfers.export_check import VERIFIED, verify_export
+        from airflow_provider_atlasflex.archive.check import VERIFIED, verify_export
 
         result = verify_export(found.path, self.chunk_size, self._keys)
         return None if result["status"] == VERIFIED else f"{result['status']}: {'; '.join(result['problems'])}"
 
     def _taken_at(self, found: FoundExport) -> datetime | None:
-        from airflow_provider_atlasflex.transfers.manifest import finish_time_trusted, taken_at
+        from airflow_provider_atlasflex.archive.manifest import finish_time_trusted, taken_at
 
         snapshot = found.manifest.get("snapshot")
         finish_time = snapshot.get("finishTime") if isinstance(snapshot, dict) else None
@@ -317,7 +317,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         """
         if self.is_dry_run:
             return True
-        from airflow_provider_atlasflex.transfers.commit import DestinationLock, DestinationLockedError, is_local
+        from airflow_provider_atlasflex.archive.commit import DestinationLock, DestinationLockedError, is_local
 
         lock = DestinationLock(str(found.path.path)) if is_local(found.path) else None
         if lock is not None:
@@ -345,7 +345,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 lock.release()
 
     def _delete_unlocked(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
-        from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+        from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 
         export = found.path
         sidecars = sidecar_paths(export)
@@ -372,8 +372,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _changed_since_listing(self, found: FoundExport, *, file_gone: bool) -> str | None:
         """Why the export at ``found.path`` is not the one listed any more (None: it still is)."""
-        from airflow_provider_atlasflex.transfers.export_check import read_ours
-        from airflow_provider_atlasflex.transfers.manifest import ManifestError
+        from airflow_provider_atlasflex.archive.check import read_ours
+        from airflow_provider_atlasflex.archive.manifest import ManifestError
 
         try:
             manifest = read_ours(found.path)
@@ -399,12 +399,12 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
 
     def _sweep_partials(self, root: ObjectStoragePath, scan: Scan) -> list[str]:
         """Sweep (or, dry run, report) dead ``.*.atlasflex-partial`` files in the directories that hold any."""
-        from airflow_provider_atlasflex.transfers.commit import (
+        from airflow_provider_atlasflex.archive.check import child_path
+        from airflow_provider_atlasflex.archive.commit import (
             is_local,
             sweep_dead_partials_local,
             sweep_stale_partials,
         )
-        from airflow_provider_atlasflex.transfers.export_check import child_path
 
         directories = sorted({relative.rpartition("/")[0] for relative in scan.partials})
         swept: list[str] = []

@@ -11,8 +11,8 @@ from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.validation import require_bool
 
-# transfers.export_check (the re-read and the scan) is imported when the task runs, not here: DAG files
-# import this module on every parse. Tests replace its functions there (export_check.verify_export).
+# archive.check (the re-read and the scan) is imported when the task runs, not here: DAG files
+# import this module on every parse. Tests replace its functions there (archive.check.verify_export).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -69,7 +69,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
     def _check_arguments(self) -> tuple[ObjectStoragePath, bool]:
         """The path to read and whether it is a scrub root; refuses bad input before any I/O."""
-        from airflow_provider_atlasflex.transfers.export_check import require_storage_path
+        from airflow_provider_atlasflex.archive.check import require_storage_path
 
         if (self.path is None) == (self.root is None):
             raise AtlasFlexConfigError(
@@ -89,7 +89,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         target, is_root = self._check_arguments()
-        from airflow_provider_atlasflex.transfers.export_check import (
+        from airflow_provider_atlasflex.archive.check import (
             VERIFIED,
             ExportReadError,
             ExportVerificationError,
@@ -156,7 +156,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
 
 def manifest_of(path: ObjectStoragePath) -> ObjectStoragePath:
-    from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+    from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 
     return sidecar_paths(path).manifest
 

@@ -67,14 +67,6 @@ def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStorag
     return dst
 
 
-def plain_url(path: ObjectStoragePath) -> str:
-    """``path`` as a URL without the connection id (``s3://bucket/key``, not ``s3://conn_id@bucket/key``).
-
-    The connection travels separately (``dst_conn_id``), so the URL can be read by any tool.
-    """
-    return f"{path.protocol}://{path.path}"
-
-
 def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, values: Mapping[str, str]) -> ObjectStoragePath:
     """Fill the placeholders and build the path, which never leaves the part of ``dst`` before them.
 

@@ -45,9 +45,9 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, ObjectStoragePath
 
+    from airflow_provider_atlasflex.archive.commit import ExportCommit
     from airflow_provider_atlasflex.archive.signature import SigningKey
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-    from airflow_provider_atlasflex.transfers.commit import ExportCommit
     from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
 
 __all__ = ["AtlasFlexSnapshotToStorageOperator", "UnprovenDestinationError"]
@@ -148,7 +148,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.lock_timeout = lock_timeout
 
     def _check_arguments(self) -> None:
-        from airflow_provider_atlasflex.transfers.commit import check_lock_timeout, check_modes
+        from airflow_provider_atlasflex.archive.commit import check_lock_timeout, check_modes
         from airflow_provider_atlasflex.transfers.destination import check_destination_template
         from airflow_provider_atlasflex.transfers.resumable_download import check_stall_rule
 
@@ -264,7 +264,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         existing ``dst`` is unproven (None if there was nothing to prove); raise if refused.
 
         A directory or symlink at ``dst`` is refused whatever ``overwrite`` says. An existing file is
-        trusted only if :func:`.export_proof.prove_export` holds (a signed manifest for this snapshot,
+        trusted only if :func:`airflow_provider_atlasflex.archive.proof.prove_export` holds (a signed manifest for this snapshot,
         its ``.sha256``, and a full re-read: sha256, gzip, tar); matching sidecars alone are not
         enough, since whoever can write ``dst`` can write them too. An unproven file with
         ``overwrite=False`` (a planted file, or a task that died between its commit and its
@@ -272,10 +272,10 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         the no-clobber commit decides (see :meth:`_copy`): ``dst`` is kept only if it holds exactly
         the bytes Atlas serves now (then re-signed), otherwise the task fails; ``dst`` is never touched.
         """
+        from airflow_provider_atlasflex.archive.commit import refuse_unsafe_destination
         from airflow_provider_atlasflex.archive.keys import KeyRing
-        from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
-        from airflow_provider_atlasflex.transfers.export_proof import prove_export
-        from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+        from airflow_provider_atlasflex.archive.manifest import sidecar_paths
+        from airflow_provider_atlasflex.archive.proof import prove_export
 
         try:
             if not refuse_unsafe_destination(dst):
@@ -346,7 +346,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         On object stores the manifest records ``etag``, the ETag of the object this attempt committed
         (or found identical): sidecars left by a writer whose object was replaced are then stale on sight.
         """
-        from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
+        from airflow_provider_atlasflex.archive.manifest import build_manifest, write_sidecars
 
         manifest = build_manifest(
             file_name=dst.name,
@@ -395,7 +395,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         After the sidecars, ``dst`` must still be this attempt's bytes and its sidecars must record
         them; otherwise the task fails (it never reports success for bytes that are not at ``dst``).
         """
-        from airflow_provider_atlasflex.transfers.commit import export_commit
+        from airflow_provider_atlasflex.archive.commit import export_commit
 
         commit = export_commit(
             dst,
@@ -438,7 +438,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
 
         ``unproven`` is why an existing ``dst`` could not be trusted (None when there was none to prove).
         """
-        from airflow_provider_atlasflex.transfers.commit import DestinationExistsError
+        from airflow_provider_atlasflex.archive.commit import DestinationExistsError
         from airflow_provider_atlasflex.transfers.resumable_download import (
             ProgressLog,
             ResumableDownload,
@@ -609,8 +609,8 @@ def _export_result(
     link_refreshes: int = 0,
 ) -> dict[str, Any]:
     """The XCom result: where the export is, what it holds, its sidecars, and how the copy went."""
-    from airflow_provider_atlasflex.transfers.destination import plain_url
-    from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+    from airflow_provider_atlasflex.archive.at_rest import plain_url
+    from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 
     paths = sidecar_paths(dst)
     return {
@@ -636,7 +636,7 @@ def _export_result(
 
 def _describe(dst: ObjectStoragePath) -> str:
     """What ``dst`` holds, for an error message: its size and sha256, or why they cannot be read."""
-    from airflow_provider_atlasflex.transfers.manifest import file_sha256
+    from airflow_provider_atlasflex.archive.manifest import file_sha256
 
     try:
         size, sha256 = file_sha256(dst)
@@ -647,7 +647,7 @@ def _describe(dst: ObjectStoragePath) -> str:
 
 def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadResult, raced: bool) -> bool:
     """After the sidecars: ``dst`` still holds this attempt's bytes and both sidecars record their sha256."""
-    from airflow_provider_atlasflex.transfers.manifest import read_manifest, read_sha256_sidecar
+    from airflow_provider_atlasflex.archive.manifest import read_manifest, read_sha256_sidecar
 
     try:
         if not (_holds(dst, result) if raced else commit.still_published()):
@@ -669,7 +669,7 @@ def _withdraw_sidecars(dst: ObjectStoragePath, result: DownloadResult, log: Any)
     Only sidecars recording this attempt's sha256 are removed (never the winner's); a copy of the
     winner's snapshot with ``overwrite=False`` then finds identical bytes and writes signed ones.
     """
-    from airflow_provider_atlasflex.transfers.manifest import read_manifest, read_sha256_sidecar, sidecar_paths
+    from airflow_provider_atlasflex.archive.manifest import read_manifest, read_sha256_sidecar, sidecar_paths
 
     paths = sidecar_paths(dst)
     try:
@@ -685,8 +685,8 @@ def _withdraw_sidecars(dst: ObjectStoragePath, result: DownloadResult, log: Any)
 
 def _committed_etag(commit: ExportCommit, dst: ObjectStoragePath, raced: bool) -> str | None:
     """On S3, the ETag of the object this attempt completed (or, if it found identical bytes, of that object)."""
-    from airflow_provider_atlasflex.transfers.export_proof import object_etag
-    from airflow_provider_atlasflex.transfers.object_store_commit import is_s3
+    from airflow_provider_atlasflex.archive.object_store_commit import is_s3
+    from airflow_provider_atlasflex.archive.proof import object_etag
 
     if not is_s3(dst):
         return None
@@ -696,8 +696,8 @@ def _committed_etag(commit: ExportCommit, dst: ObjectStoragePath, raced: bool) -
 
 def _holds(dst: ObjectStoragePath, result: DownloadResult) -> bool:
     """Whether ``dst`` (committed by another writer) holds exactly the bytes this attempt verified."""
-    from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
-    from airflow_provider_atlasflex.transfers.manifest import file_sha256
+    from airflow_provider_atlasflex.archive.commit import refuse_unsafe_destination
+    from airflow_provider_atlasflex.archive.manifest import file_sha256
 
     try:
         refuse_unsafe_destination(dst)

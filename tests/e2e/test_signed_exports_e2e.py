@@ -12,9 +12,9 @@ import textwrap
 import time
 
 from airflow_provider_atlasflex.archive.keys import POINTER_VARIABLE, SECRET_VARIABLE_PREFIX
+from airflow_provider_atlasflex.archive.manifest import build_manifest
 from airflow_provider_atlasflex.testing.airflow_sandbox import AirflowSandbox
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-from airflow_provider_atlasflex.transfers.manifest import build_manifest
 from tests.e2e.airflow_runs import RUN_DATE, run_nightly, task_log_files
 from tests.e2e.conftest import read_xcoms, sandbox_with_dag
 from tests.reliability.registry import reliability
@@ -106,7 +106,7 @@ RACE_DAG = textwrap.dedent(
             from airflow.sdk import ObjectStoragePath
 
             from airflow_provider_atlasflex.archive.keys import KeyRing
-            from airflow_provider_atlasflex.transfers.manifest import build_manifest, write_sidecars
+            from airflow_provider_atlasflex.archive.manifest import build_manifest, write_sidecars
 
             work = Path(WORK)
             (work / f"ready-{name}").touch()

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
+from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 from tests.conftest import SIGNING_ENV
 from tests.e2e.conftest import read_xcoms
 from tests.unit.export_fixtures import commit_export, make_tgz, nights

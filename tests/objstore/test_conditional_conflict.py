@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from airflow_provider_atlasflex.transfers import object_store_commit
-from airflow_provider_atlasflex.transfers.commit import DestinationExistsError
-from airflow_provider_atlasflex.transfers.object_store_commit import MIB, S3MultipartExportCommit
+from airflow_provider_atlasflex.archive import object_store_commit
+from airflow_provider_atlasflex.archive.commit import DestinationExistsError
+from airflow_provider_atlasflex.archive.object_store_commit import MIB, S3MultipartExportCommit
 
 
 def s3_error(code: str, status: int, kind: type[OSError] = OSError) -> OSError:

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive import object_store_commit
+from airflow_provider_atlasflex.archive.object_store_commit import S3MultipartExportCommit
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnapshotDownloadOperator
-from airflow_provider_atlasflex.transfers import object_store_commit
-from airflow_provider_atlasflex.transfers.object_store_commit import S3MultipartExportCommit
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 from tests.objstore.conftest import REPO, S3Server
 from tests.reliability.registry import reliability

@@ -12,10 +12,10 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.check import scan_exports, verify_export
 from airflow_provider_atlasflex.archive.keys import KeyRing
-from airflow_provider_atlasflex.transfers.export_check import scan_exports, verify_export
-from airflow_provider_atlasflex.transfers.export_proof import at_rest_problem
-from airflow_provider_atlasflex.transfers.manifest import read_manifest
+from airflow_provider_atlasflex.archive.manifest import read_manifest
+from airflow_provider_atlasflex.archive.proof import at_rest_problem
 from tests.objstore.conftest import S3Server
 from tests.objstore.test_s3_export import MIB, RUN_DATE, copy, request_link
 from tests.reliability.registry import reliability

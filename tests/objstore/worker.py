@@ -17,7 +17,7 @@ import time
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers import object_store_commit
+from airflow_provider_atlasflex.archive import object_store_commit
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 from tests.unit.fake_context import make_context
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive import check as export_check
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
 from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
-from airflow_provider_atlasflex.transfers import export_check
 from tests.reliability.registry import case
 from tests.unit.export_fixtures import commit_export
 from tests.unit.fake_context import make_context

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.check import ExportReadError, ExportVerificationError
+from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
 from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY, AtlasFlexExportVerifyOperator
-from airflow_provider_atlasflex.transfers.export_check import ExportReadError, ExportVerificationError
-from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from tests.reliability.registry import reliability
 from tests.unit import export_fixtures
 from tests.unit.export_fixtures import (

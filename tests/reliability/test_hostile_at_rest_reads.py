@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, sidecar_paths, write_sidecars
+from airflow_provider_atlasflex.archive.manifest import build_manifest, sidecar_paths, write_sidecars
 from tests.reliability.registry import case, reliability
 from tests.unit.export_fixtures import WHEN, commit_export, make_tgz, nights
 
@@ -51,8 +51,9 @@ elif job["what"] == "retention":
     operator = AtlasFlexExportRetentionOperator(task_id="retention", root=job["root"], keep_last=14, verify="full")
 else:
     from airflow.sdk import ObjectStoragePath
-    from airflow_provider_atlasflex.transfers.commit import refuse_unsafe_destination
-    from airflow_provider_atlasflex.transfers.manifest import prove_export
+    from airflow_provider_atlasflex.archive.commit import refuse_unsafe_destination
+    from airflow_provider_atlasflex.archive.keys import KeyRing
+    from airflow_provider_atlasflex.archive.proof import prove_export
     operator = None
 started, read_before = time.monotonic(), rchar()
 try:
@@ -61,7 +62,9 @@ try:
     else:
         dst = ObjectStoragePath(job["dst"])
         refuse_unsafe_destination(dst)
-        proof = prove_export(dst, snapshot_id=job["snapshot_id"], cluster_name="alpha", group_id=job["group_id"])
+        proof = prove_export(
+            dst, snapshot_id=job["snapshot_id"], cluster_name="alpha", group_id=job["group_id"], keys=KeyRing()
+        )
         results = {"proven": proof.proven, "reason": proof.reason}
 except Exception as exc:
     outcome = f"{type(exc).__name__}: {exc}"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_atlasflex.archive import commit as commit_module
+from airflow_provider_atlasflex.archive.commit import PARTIAL_SUFFIX, LocalExportCommit
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
-from airflow_provider_atlasflex.transfers import commit as commit_module
-from airflow_provider_atlasflex.transfers.commit import PARTIAL_SUFFIX, LocalExportCommit
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 from tests.reliability.registry import reliability
 from tests.reliability.test_faults_transfer import copy, request_link, sha256_of

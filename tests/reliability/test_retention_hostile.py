@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.export_check import verify_export
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, sidecar_paths, write_sidecars
+from airflow_provider_atlasflex.archive.check import verify_export
+from airflow_provider_atlasflex.archive.manifest import build_manifest, sidecar_paths, write_sidecars
 from tests.reliability.registry import reliability
 from tests.unit.export_fixtures import GROUP, commit_export, flip_byte, make_tgz, nights, retention
 
@@ -161,7 +161,7 @@ def test_a_recommit_after_the_listing_keeps_its_fresh_sidecars(tmp_path, monkeyp
 
 
 def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkeypatch):
-    from airflow_provider_atlasflex.transfers import export_check  # the operator looks it up there when it runs
+    from airflow_provider_atlasflex.archive import check as export_check  # the operator looks it up there when it runs
 
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     when = nights(3)
@@ -182,7 +182,7 @@ def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkey
 
 
 def test_a_scrub_listing_in_the_middle_of_a_deletion_skips_that_export(tmp_path, monkeypatch):
-    from airflow_provider_atlasflex.transfers import export_check  # the operator looks it up there when it runs
+    from airflow_provider_atlasflex.archive import check as export_check  # the operator looks it up there when it runs
     from tests.unit.export_fixtures import verify
 
     root = ObjectStoragePath(f"file://{tmp_path}/exports")

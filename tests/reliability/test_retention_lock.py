@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.transfers.manifest import build_manifest
+from airflow_provider_atlasflex.archive.manifest import build_manifest
 from tests.reliability.registry import reliability
 from tests.unit.export_fixtures import GROUP, commit_export, make_tgz, nights, snapshot_id
 
@@ -44,8 +44,8 @@ LOCK_SUFFIX = ".atlasflex-lock"  # the commit's per-dst lock file (kept literal:
 
 def _writer(dst_url: str, data: bytes, manifest: dict[str, Any], commands: Any, done: Any, barrier: Any) -> None:
     """Runs in its own process: re-commits X as the transfer does (lock from publish until the sidecars)."""
-    from airflow_provider_atlasflex.transfers.commit import export_commit
-    from airflow_provider_atlasflex.transfers.manifest import write_sidecars
+    from airflow_provider_atlasflex.archive.commit import export_commit
+    from airflow_provider_atlasflex.archive.manifest import write_sidecars
 
     dst = ObjectStoragePath(dst_url)
     while (delay := commands.get()) is not None:

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.check import ExportVerificationError, verify_export
 from airflow_provider_atlasflex.archive.keys import KeyRing
+from airflow_provider_atlasflex.archive.manifest import build_manifest, read_manifest, sidecar_paths
 from airflow_provider_atlasflex.archive.signature import SigningKey, sign
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
-from airflow_provider_atlasflex.transfers.export_check import ExportVerificationError, verify_export
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, read_manifest, sidecar_paths
 from tests.reliability.registry import reliability
 from tests.reliability.test_faults_transfer import RUN_DATE, copy, request_link, sha256_of
 from tests.reliability.test_hostile_commit import logged

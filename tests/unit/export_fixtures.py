@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.manifest import build_manifest, read_manifest, sidecar_paths, write_sidecars
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
 from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
-from airflow_provider_atlasflex.transfers.manifest import build_manifest, read_manifest, sidecar_paths, write_sidecars
 from tests.unit.fake_context import make_context
 
 GROUP = "5f1b2c3d4e5f60718293a4b5"

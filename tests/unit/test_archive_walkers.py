@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.check import check_content
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
-from airflow_provider_atlasflex.transfers.export_check import check_content
 from airflow_provider_atlasflex.transfers.gzip_check import GzipStreamCheck
 
 LONG = "dump/" + "very-long-directory-name/" * 6 + "collection.bson"  # > 100 characters

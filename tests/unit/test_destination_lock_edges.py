@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_atlasflex.transfers import commit
-from airflow_provider_atlasflex.transfers.commit import DestinationLock
+from airflow_provider_atlasflex.archive import commit
+from airflow_provider_atlasflex.archive.commit import DestinationLock
 
 
 def test_without_file_locks_no_lock_file_is_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -19,8 +19,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem
 
-from airflow_provider_atlasflex.archive.keys import KeyRing
-from airflow_provider_atlasflex.transfers.commit import (
+from airflow_provider_atlasflex.archive.commit import (
     PARTIAL_SUFFIX,
     DestinationExistsError,
     FsspecExportCommit,
@@ -28,8 +27,8 @@ from airflow_provider_atlasflex.transfers.commit import (
     export_commit,
     sweep_dead_partials_local,
 )
-from airflow_provider_atlasflex.transfers.export_proof import prove_export
-from airflow_provider_atlasflex.transfers.manifest import (
+from airflow_provider_atlasflex.archive.keys import KeyRing
+from airflow_provider_atlasflex.archive.manifest import (
     ManifestError,
     build_manifest,
     file_sha256,
@@ -37,6 +36,7 @@ from airflow_provider_atlasflex.transfers.manifest import (
     sidecar_paths,
     write_sidecars,
 )
+from airflow_provider_atlasflex.archive.proof import prove_export
 from tests.unit.export_fixtures import make_tgz
 
 
@@ -180,7 +180,7 @@ def test_a_writer_that_lost_a_race_withdraws_only_its_own_sidecars(tmp_path):
 
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_atlasflex.transfers.manifest import read_manifest, sidecar_paths
+    from airflow_provider_atlasflex.archive.manifest import read_manifest, sidecar_paths
     from airflow_provider_atlasflex.transfers.snapshot_to_storage import _withdraw_sidecars
     from tests.unit.export_fixtures import commit_export
 

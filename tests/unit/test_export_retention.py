@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.manifest import sidecar_paths
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
-from airflow_provider_atlasflex.transfers.manifest import sidecar_paths
 from tests.unit import export_fixtures
 from tests.unit.export_fixtures import (
     CLUSTERS,

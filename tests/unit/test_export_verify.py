@@ -12,19 +12,19 @@ import tracemalloc
 import pytest
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY
-from airflow_provider_atlasflex.transfers.export_check import (
+from airflow_provider_atlasflex.archive.check import (
     ExportVerificationError,
     TarStreamLister,
     check_content,
     scan_exports,
 )
-from airflow_provider_atlasflex.transfers.manifest import (
+from airflow_provider_atlasflex.archive.manifest import (
     ManifestError,
     read_manifest,
     read_sha256_sidecar,
     sidecar_paths,
 )
+from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY
 from tests.unit import export_fixtures
 from tests.unit.export_fixtures import commit_export, flip_byte, make_tgz, relative_files, verify
 

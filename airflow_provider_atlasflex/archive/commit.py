@@ -266,7 +266,7 @@ def export_commit(
             hold_dst_lock=hold_dst_lock,
             lock_timeout=lock_timeout,
         )
-    from airflow_provider_atlasflex.transfers import object_store_commit  # imports this module
+    from airflow_provider_atlasflex.archive import object_store_commit  # imports this module
 
     if object_store_commit.is_s3(dst):
         return object_store_commit.S3MultipartExportCommit(dst, overwrite=overwrite)

@@ -15,7 +15,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, BinaryIO
 
-from airflow_provider_atlasflex.transfers.commit import is_local
+from airflow_provider_atlasflex.archive.commit import is_local
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -73,3 +73,11 @@ def open_regular(path: ObjectStoragePath) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def plain_url(path: ObjectStoragePath) -> str:
+    """``path`` as a URL without the connection id (``s3://bucket/key``, not ``s3://conn_id@bucket/key``).
+
+    The connection travels separately (``dst_conn_id``), so the URL can be read by any tool.
+    """
+    return f"{path.protocol}://{path.path}"

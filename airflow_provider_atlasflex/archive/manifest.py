@@ -8,7 +8,7 @@ committed, never before, so an export without them is unproven, never wrongly pr
 
 Manifests are signed (HMAC-SHA256, see :mod:`airflow_provider_atlasflex.archive.signature`) when
 written: whoever can write the destination can also write matching sidecars, but not a signature.
-What proves an export is decided in one place, :mod:`.export_proof`.
+What proves an export is decided in one place, :mod:`.proof`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_atlasflex.archive.commit import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, export_commit
 from airflow_provider_atlasflex.archive.signature import SigningKey, sign
 from airflow_provider_atlasflex.defaults import FUTURE_MARGIN
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
-from airflow_provider_atlasflex.transfers.commit import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, export_commit
 from airflow_provider_atlasflex.version import __version__
 
 if TYPE_CHECKING:
@@ -211,7 +211,7 @@ def read_sha256_sidecar(dst: ObjectStoragePath) -> str | None:
 
 def file_sha256(path: ObjectStoragePath) -> tuple[int, str]:
     """Size and sha256 of ``path``, read in 1 MiB pieces (flat memory)."""
-    from airflow_provider_atlasflex.transfers.at_rest import open_regular  # never a symlink, FIFO or device
+    from airflow_provider_atlasflex.archive.at_rest import open_regular  # never a symlink, FIFO or device
 
     digest, size = hashlib.sha256(), 0
     with open_regular(path) as handle:
@@ -229,7 +229,7 @@ def _write_atomically(path: ObjectStoragePath, data: bytes, file_mode: int, dir_
 
 
 def _read_small(path: ObjectStoragePath) -> bytes | None:
-    from airflow_provider_atlasflex.transfers.at_rest import NotRegularFile, open_regular
+    from airflow_provider_atlasflex.archive.at_rest import NotRegularFile, open_regular
 
     try:
         with open_regular(path) as handle:  # a FIFO or a symlink to /dev/zero is refused, never read

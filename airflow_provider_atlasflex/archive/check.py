@@ -18,7 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
+from airflow_provider_atlasflex.archive.at_rest import NotRegularFile, open_regular
+from airflow_provider_atlasflex.archive.commit import PARTIAL_NAME, is_local
 from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
+from airflow_provider_atlasflex.archive.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_SUFFIX,
+    MAX_SIDECAR_BYTES,
+    SHA256_SUFFIX,
+    ManifestError,
+    read_manifest,
+    read_sha256_sidecar,
+)
 from airflow_provider_atlasflex.archive.signature import BAD_SIGNATURE, UNSIGNED
 from airflow_provider_atlasflex.archive.signature import check as check_signature
 from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage
@@ -29,17 +40,6 @@ from airflow_provider_atlasflex.exceptions import (
     AirflowNotFoundException,
     AtlasFlexConfigError,
     AtlasFlexError,
-)
-from airflow_provider_atlasflex.transfers.at_rest import NotRegularFile, open_regular
-from airflow_provider_atlasflex.transfers.commit import PARTIAL_NAME, is_local
-from airflow_provider_atlasflex.transfers.manifest import (
-    MANIFEST_FORMAT,
-    MANIFEST_SUFFIX,
-    MAX_SIDECAR_BYTES,
-    SHA256_SUFFIX,
-    ManifestError,
-    read_manifest,
-    read_sha256_sidecar,
 )
 from airflow_provider_atlasflex.validation import require_connection_id
 
@@ -256,7 +256,7 @@ def _stale_sidecars(path: ObjectStoragePath, manifest: dict[str, Any] | None) ->
     signed = manifest.get("object_etag") if manifest is not None else None
     if not isinstance(signed, str):
         return None
-    from airflow_provider_atlasflex.transfers.export_proof import object_etag
+    from airflow_provider_atlasflex.archive.proof import object_etag
 
     current = object_etag(path)
     if current is None or current == signed.strip().strip('"'):

@@ -36,8 +36,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from airflow_provider_atlasflex.archive.commit import DestinationExistsError, ExportCommit
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
-from airflow_provider_atlasflex.transfers.commit import DestinationExistsError, ExportCommit
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

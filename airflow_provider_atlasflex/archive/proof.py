@@ -9,7 +9,7 @@ write them too.
 * :func:`at_rest_problem` is the check that reads no export bytes (signature, ``.sha256``, the
   listed size): retention deletes nothing that fails it.
 * :func:`prove_export` adds a full re-read (sha256, gzip members, tar listing; see
-  :func:`.export_check.verify_export`, whose ``verified`` status is the full proof): the copy
+  :func:`.check.verify_export`, whose ``verified`` status is the full proof): the copy
   accepts an existing file as already present only when it holds.
 """
 
@@ -19,15 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_atlasflex.archive.signature import check as check_signature
-from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
-from airflow_provider_atlasflex.transfers.export_check import VERIFIED, read_ours, verify_export
-from airflow_provider_atlasflex.transfers.manifest import (
+from airflow_provider_atlasflex.archive.check import VERIFIED, read_ours, verify_export
+from airflow_provider_atlasflex.archive.manifest import (
     MANIFEST_SUFFIX,
     SHA256_SUFFIX,
     ManifestError,
     read_sha256_sidecar,
 )
+from airflow_provider_atlasflex.archive.signature import check as check_signature
+from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
