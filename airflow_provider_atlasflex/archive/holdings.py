@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["HeldExport", "Holdings", "archive_holdings"]
 
 log = logging.getLogger(__name__)
+# Untrusted files named one by one in the log; the rest are counted (the result lists them all).
+_NAMED = 20
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,10 @@ def archive_holdings(root: ObjectStoragePath, now: datetime, keys: KeyRing | Non
         cluster = holdings.by_cluster.setdefault((held.cluster_name, held.group_id), {})
         if held.snapshot_id not in cluster or cluster[held.snapshot_id].path > held.path:
             cluster[held.snapshot_id] = held  # the same snapshot under two dates: either covers it
-    for where, why in holdings.untrusted:
+    for where, why in holdings.untrusted[:_NAMED]:
         log.warning("Not counting %s as a backup: %s", where, why)
+    if len(holdings.untrusted) > _NAMED:  # e.g. a whole archive written before manifests were signed
+        log.warning("... and %d more file(s) not counted as backups", len(holdings.untrusted) - _NAMED)
     return holdings
 
 

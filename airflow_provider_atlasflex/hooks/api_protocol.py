@@ -298,10 +298,17 @@ def api_error(
     cls: type[AtlasApiError] = AtlasApiError
     if status == 401:
         cls = AtlasAuthenticationError
-        message = (
-            f"Atlas rejected the {credential_label} for {call.operation}{where} ({summary}). Check the "
-            "connection's login and password; for a service account, check that its secret has not expired."
-        )
+        if credential_label.startswith("service account"):
+            check = (
+                "Check the connection's Login (the client id, mdb_sa_id_...) and Password (the client secret), "
+                "and that the secret has not expired (Atlas UI: Organization > Access Manager > Service Accounts)."
+            )
+        else:
+            check = (
+                "Check the connection's Login (the API public key) and Password (the private key), and that the "
+                "key still exists (Atlas UI: Organization > Access Manager > API Keys)."
+            )
+        message = f"Atlas rejected the {credential_label} for {call.operation}{where} ({summary}). {check}"
     elif status == 403:
         cls = AtlasMissingRoleError
         if detail and "token limit" in detail.lower():

@@ -5,8 +5,10 @@ All connection mistakes surface here, with the field to fix, before any request 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
+import logging
 import math
 import os
 import re
@@ -20,6 +22,10 @@ from airflow_provider_atlasflex.validation import require_object_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+log = logging.getLogger(__name__)
+# (connection id, extra key) already warned about in this process: hooks read the connection often.
+_WARNED: set[tuple[str, str]] = set()
 
 CONN_TYPE = "mongodb_atlas"
 DEFAULT_BASE_URL = "https://cloud.mongodb.com"
@@ -75,6 +81,7 @@ class AtlasConnectionConfig:
                 f"{CONN_TYPE!r} connection. Create one with conn_type {CONN_TYPE!r} (see the README)."
             )
         extras = _extras(conn)
+        _warn_unknown_extras(conn_id, extras)
         principal = (conn.login or "").strip()
         secret = conn.password or ""
         auth_type = _auth_type(conn_id, extras.get("auth_type"), principal)
@@ -139,6 +146,24 @@ def _extras(conn: Connection) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise AtlasFlexConfigError(f"Connection {conn.conn_id!r}: Extra must be a JSON object, not {type(value).__name__}.")
     return value
+
+
+def _warn_unknown_extras(conn_id: str, extras: dict[str, Any]) -> None:
+    """One warning per unknown extra key and process, naming the nearest known key: a typo such as
+    ``groupId`` must not be silently ignored (the default it leaves in place may be the wrong project)."""
+    from airflow_provider_atlasflex.get_provider_info import CONN_FIELDS
+
+    known = sorted(CONN_FIELDS)
+    folded = {key.replace("_", "").lower(): key for key in known}
+    for key in sorted(set(extras) - set(known)):
+        if (conn_id, key) in _WARNED:
+            continue
+        _WARNED.add((conn_id, key))
+        nearest = folded.get(str(key).replace("_", "").replace("-", "").lower()) or next(
+            iter(difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)), None
+        )
+        hint = f"did you mean {nearest!r}?" if nearest else f"the known keys are {', '.join(known)}"
+        log.warning("Connection %r has an unknown extra %r, which is ignored: %s", conn_id, key, hint)
 
 
 def _auth_type(conn_id: str, value: Any, principal: str) -> AuthType:

@@ -192,7 +192,8 @@ def test_non_flex_cluster(emu, atlas_conn):
     "Wrong credentials: a wrong API private key (Digest), or a wrong service-account secret",
     "Stopped at the first 401: no retry, no token loop, nothing created",
     "'Atlas rejected the API key '<public key>' (or service account '<client id>') for ... (HTTP 401 ...). "
-    "Check the connection's login and password ...' (the secret itself never shown)",
+    "Check the connection's Login (the API public key) and Password (the private key) ...' (for a service account: "
+    "the client id, the client secret and its expiry); the secret itself never shown",
 )
 @pytest.mark.parametrize("auth", ["digest", "service_account"])
 def test_wrong_credentials(emu, atlas_conn, auth):
@@ -203,8 +204,13 @@ def test_wrong_credentials(emu, atlas_conn, auth):
     with pytest.raises(AtlasAuthenticationError) as failed:
         request_link()
 
-    message = one_actionable_line(failed.value, principal, "login and password")
+    message = one_actionable_line(failed.value, principal, "Login (the ")
     assert wrong not in message
+    # each credential type gets its own advice, never the other's
+    if auth == "digest":
+        assert "API public key" in message and "service account" not in message.lower()
+    else:
+        assert "client secret" in message and "API key" not in message
     if auth == "digest":
         # The challenge, then one answer that was refused: never a second try with the same keys.
         assert [x.status for x in emu.requests] == [401, 401]

@@ -104,3 +104,27 @@ def test_airflow_shows_every_default_unmasked():
     # 3.2+ shows the typed conn-fields (60); 3.1 builds the form from the hook's wtforms widgets ("60").
     assert values["auth_type"] == "service_account" and values["verify"] is True and values["timeout"] in (60, "60")
     assert meta.extra_fields["auth_type"]["schema"]["enum"] == ["service_account", "digest"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"groupId": "5f1b2c3d4e5f60718293a4b5"}, "did you mean 'group_id'?"),
+        ({"auth-type": "digest"}, "did you mean 'auth_type'?"),
+        ({"timout": 30}, "did you mean 'timeout'?"),
+        ({"colour": "blue"}, "the known keys are allow_insecure_http, auth_type"),
+    ],
+)
+def test_an_unknown_extra_key_is_named_with_the_nearest_known_one(monkeypatch, caplog, extra, says):
+    import logging
+
+    from airflow_provider_atlasflex.hooks import connection_config
+    from tests.unit.conftest import set_connection
+
+    monkeypatch.setattr(connection_config, "_WARNED", set())
+    set_connection(monkeypatch, login="pubkey01", password="x" * 8, extra=extra)
+    with caplog.at_level(logging.WARNING, "airflow_provider_atlasflex"):
+        AtlasFlexHook().config  # noqa: B018
+        AtlasFlexHook().config  # noqa: B018 - a second hook: no second warning
+    warnings = [r.getMessage() for r in caplog.records if "unknown extra" in r.getMessage()]
+    assert len(warnings) == 1 and says in warnings[0] and repr(next(iter(extra))) in warnings[0]
