@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints/airflow-$(NEWEST).txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10 or newer is needed (set PYTHON=python3.x)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c "$$($(BIN)/python constraints/select.py $(NEWEST) $(VENV)/pins.txt)" -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c "$$($(BIN)/python constraints/select.py $(NEWEST) $(VENV)/pins.txt)" -e '.[dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -63,7 +63,7 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 	rm -rf $(MATRIX_DIR)/venv-$*
 	$(PYTHON) -m venv $(MATRIX_DIR)/venv-$*
 	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet --upgrade pip
-	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet -c "$$($(MATRIX_DIR)/venv-$*/bin/python constraints/select.py $* $(MATRIX_DIR)/venv-$*/pins.txt)" -e '.[test]'
+	$(MATRIX_DIR)/venv-$*/bin/python -m pip install --quiet -c "$$($(MATRIX_DIR)/venv-$*/bin/python constraints/select.py $* $(MATRIX_DIR)/venv-$*/pins.txt)" -e '.[dev]'
 	@touch $@
 
 matrix-%: $(MATRIX_DIR)/venv-%/.installed

@@ -24,7 +24,7 @@ if [[ -f "$out" ]]; then grep -E '#[[:space:]]*pinned:' "$out" >"$pins" || true;
 rm -rf "$scratch"
 "$python" -m venv "$scratch"
 "$scratch/bin/python" -m pip install --quiet --upgrade pip
-"$scratch/bin/python" -m pip install --quiet -c "$pins" "apache-airflow==${patch}" -e '.[test]'
+"$scratch/bin/python" -m pip install --quiet -c "$pins" "apache-airflow==${patch}" -e '.[dev]'
 
 pyver="$("$scratch/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
 {

@@ -21,7 +21,7 @@ from pathlib import Path
 
 # Pythons, besides the one a file was frozen on, where the whole file installs. Checked on 2026-11-29:
 # 3.3 installed and ran the unit and reliability tests (893 passed) on 3.12.1 and 3.13.0; 3.1 and 3.2
-# resolved on 3.13.0 (not tried on 3.12) with `pip install --dry-run -c constraints/airflow-MINOR.txt -e '.[test]'`.
+# resolved on 3.13.0 (not tried on 3.12) with `pip install --dry-run -c constraints/airflow-MINOR.txt -e '.[dev]'`.
 FULL_PINS_ALSO_ON = {"3.12", "3.13"}
 
 

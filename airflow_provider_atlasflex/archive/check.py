@@ -450,6 +450,6 @@ def require_storage_path(value: Any, what: str, conn_id: Any, *, directory: bool
             raise
         raise AtlasFlexConfigError(
             f"No filesystem handles {what} {text!r} ({exc}). Install the provider that adds its scheme "
-            "(e.g. apache-airflow-providers-amazon for s3://) or use file://."
+            "(e.g. pip install 'airflow-provider-atlasflex[s3]' for s3://) or use file://."
         ) from None
     return path

@@ -43,7 +43,7 @@ def inflater(name: str | None = None) -> tuple[str, Callable[[], Any], Any]:
             if choice == "isal":
                 raise AtlasFlexConfigError(
                     "the isal inflater was asked for but python-isal is not installed: "
-                    "pip install 'airflow-provider-atlasflex[fast]'"
+                    "pip install isal (a regular dependency of this provider: reinstall it)"
                 ) from None
         else:
             return "isal", lambda: isal_zlib.decompressobj(wbits=31), isal_zlib.error

@@ -62,7 +62,8 @@ def check_destination_template(dst: Any, dst_conn_id: Any) -> str | ObjectStorag
         scheme = dst.split("://", 1)[0]
         raise AtlasFlexConfigError(
             f"No filesystem handles dst scheme '{scheme}://' ({exc}). Install the provider that adds it (e.g. "
-            "apache-airflow-providers-amazon for s3://, -google for gs://) or use file://."
+            "pip install 'airflow-provider-atlasflex[s3]' for s3://, apache-airflow-providers-google for gs://) or "
+            "use file://."
         ) from None
     return dst
 

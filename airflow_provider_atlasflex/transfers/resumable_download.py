@@ -62,6 +62,7 @@ class DownloadResult:
     restarts: int
     link_refreshes: int
     seconds: float
+    inflater: str | None = None  # which gzip inflater checked the bytes ("isal", "zlib"; None: not checked)
 
 
 class SnapshotLink(NamedTuple):
@@ -271,6 +272,7 @@ class ResumableDownload:
             restarts=self._restarts,
             link_refreshes=self._refreshes,
             seconds=seconds,
+            inflater=self._gzip.inflater if self._gzip is not None else None,
         )
 
     # ---- one attempt ----------------------------------------------------------------------

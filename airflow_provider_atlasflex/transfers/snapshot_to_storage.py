@@ -249,8 +249,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             link_refreshes=result.link_refreshes + (0 if may_refresh else 1),
         )
         self.log.info(
-            "Exported snapshot %s of %s to %s: %d bytes, sha256 %s; sidecars %s and %s",
-            snapshot_id, cluster, dst, result.bytes, result.sha256, sidecars.sha256.name, sidecars.manifest.name,
+            "Exported snapshot %s of %s to %s: %d bytes, sha256 %s, gzip+tar checked with %s; sidecars %s and %s",
+            snapshot_id, cluster, dst, result.bytes, result.sha256, result.inflater or "no inflater (verify_gzip=False)",
+            sidecars.sha256.name, sidecars.manifest.name,
         )
         from airflow_provider_atlasflex.transfers.asset_events import record_export
 

@@ -98,6 +98,16 @@ def test_wheel_metadata_states_licence_floor_urls_and_classifiers(wheel: Path, v
     requires = meta.get_all("Requires-Dist") or []
     (airflow,) = [r for r in requires if r.startswith("apache-airflow") and "extra ==" not in r]
     assert re.fullmatch(r"apache-airflow>=3\.\d+\.\d+", airflow), airflow
+    # The fast inflater comes with a plain install; S3 is a user extra; test and lint tools are only in "dev".
+    plain = [r for r in requires if "extra ==" not in r]
+    assert any(r.startswith("isal") for r in plain), plain
+    assert {"s3", "dev"} <= set(meta.get_all("Provides-Extra") or [])
+    s3 = [r for r in requires if 'extra == "s3"' in r]
+    assert any(r.startswith("apache-airflow-providers-amazon") for r in s3) and any(r.startswith("s3fs") for r in s3)
+    tools = ("pytest", "ruff", "mypy", "moto", "requests-mock", "build")
+    for requirement in requires:
+        if requirement.startswith(tools):
+            assert 'extra == "dev"' in requirement, f"{requirement}: a development tool outside the dev extra"
 
 
 def test_sdist_carries_licence_notice_changelog_and_example_dag(sdist: Path, version: str) -> None:
