@@ -168,3 +168,7 @@ class SnapshotTransferError(AtlasFlexError):
 
 class SnapshotLinkExpiredError(SnapshotTransferError):
     """The pre-signed link was refused (403) or its expirationDate passed."""
+
+
+class DestinationMissingError(SnapshotTransferError, AirflowFailException):
+    """The destination's bucket does not exist: no retry can create it, so the task fails before downloading."""

@@ -37,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from airflow_provider_atlasflex.archive.commit import DestinationExistsError, ExportCommit
-from airflow_provider_atlasflex.exceptions import SnapshotTransferError
+from airflow_provider_atlasflex.exceptions import DestinationMissingError, SnapshotTransferError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -114,7 +114,27 @@ class S3MultipartExportCommit(ExportCommit):
         """Abort the uploads that dead attempts left at this key; nothing is created until bytes arrive."""
         if not self.key or self.key.endswith("/"):
             raise SnapshotTransferError(f"{self.dst} names a bucket or a prefix, not an object key")
+        self._require_bucket()
         self.abort_stale_uploads()
+
+    def _require_bucket(self) -> None:
+        """Fail before any byte is downloaded when the bucket does not exist (a typo, a deleted bucket).
+
+        Only a definite "no such bucket" fails: a role allowed to write objects but not to read the
+        bucket's metadata (403) goes on, and the upload itself says what it may not do.
+        """
+        try:
+            self._call("head_bucket", Bucket=self.bucket)
+        except FileNotFoundError:
+            conn_id = getattr(self.dst, "conn_id", None)
+            seen_with = f"connection {conn_id!r}" if conn_id else "the filesystem's default credentials"
+            raise DestinationMissingError(
+                f"the S3 bucket {self.bucket!r} does not exist (looked up with {seen_with}). Create the bucket, or "
+                "fix the destination root (in the example DAGs: the Variable atlasflex_destination_root) or the "
+                "connection's endpoint; nothing was downloaded."
+            ) from None
+        except OSError:
+            return
 
     def output(self) -> BinaryIO:
         """A writer from byte 0; a previous writer's upload (a download that restarted) is aborted first."""

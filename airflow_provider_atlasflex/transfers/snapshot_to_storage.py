@@ -494,12 +494,12 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
             return result, False
         except SnapshotTransferError as exc:
             commit.abort()
-            raise type(exc)(f"Export of snapshot {snapshot_id} of {cluster!r} to {dst} failed: {exc}") from None
+            raise type(exc)(f"Export of snapshot {snapshot_id} of {cluster!r} to {_named(dst)} failed: {exc}") from None
         except OSError as exc:
             commit.abort()
             raise SnapshotTransferError(
-                f"Export of snapshot {snapshot_id} of {cluster!r} failed writing to {dst}: {exc.strerror or exc}. "
-                "Check the destination is writable and has space; nothing was committed."
+                f"Export of snapshot {snapshot_id} of {cluster!r} failed writing to {_named(dst)}: "
+                f"{exc.strerror or exc}. Check the destination is writable and has space; nothing was committed."
             ) from None
         except BaseException:
             commit.abort()
@@ -661,6 +661,14 @@ def _still_ours(commit: ExportCommit, dst: ObjectStoragePath, result: DownloadRe
         )
     except (OSError, SnapshotTransferError):
         return False
+
+
+def _named(dst: ObjectStoragePath) -> str:
+    """``dst`` for a message: its plain URL, and the connection separately (never ``s3://conn@bucket``)."""
+    from airflow_provider_atlasflex.archive.at_rest import plain_url
+
+    conn_id = getattr(dst, "conn_id", None)
+    return plain_url(dst) + (f" (connection {conn_id!r})" if conn_id else "")
 
 
 def _withdraw_sidecars(dst: ObjectStoragePath, result: DownloadResult, log: Any) -> None:

@@ -41,6 +41,8 @@ class ScriptedStore:
 
     def call_s3(self, method: str, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(method)
+        if method == "head_bucket":  # the bucket exists
+            return {}
         if method == "list_multipart_uploads":
             return {"Uploads": []}
         if method == "create_multipart_upload":

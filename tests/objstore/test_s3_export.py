@@ -442,3 +442,27 @@ def test_512_mib_export_with_flat_memory(make_emulator, atlas_conn, moto_server:
         emu.stop()
     assert pending_uploads(s3, bucket) == []
     assert growth[LARGE] <= growth[SMALL] + 48 * MIB, growth
+
+
+@reliability(
+    "fault-clear-failure",
+    "The destination's S3 bucket does not exist (a typo in the root, a deleted bucket)",
+    "Failed before downloading a byte, without retries (no retry can create the bucket); nothing written",
+    "'Export of snapshot <id> of 'alpha' to s3://no-such-bucket/... (connection '<conn>') failed: the S3 bucket "
+    "'no-such-bucket' does not exist (looked up with connection '<conn>'). Create the bucket, or fix the "
+    "destination root ...' (the URL never carries the connection id)",
+)
+def test_a_missing_bucket_fails_fast_naming_bucket_and_connection(make_emulator, atlas_conn, moto_server, bucket, s3_conn):
+    from airflow_provider_atlasflex.exceptions import DestinationMissingError
+    from tests.airflow_compat import NO_RETRY_EXCEPTION
+
+    emu = make_emulator(snapshot_size=1 * MIB)
+    atlas_conn(emu, "digest")
+    job = request_link()["id"]
+    with pytest.raises(DestinationMissingError) as failed:
+        copy("no-such-bucket", s3_conn, job)
+    message = str(failed.value)
+    assert isinstance(failed.value, NO_RETRY_EXCEPTION)  # not retried
+    assert "the S3 bucket 'no-such-bucket' does not exist" in message and f"connection {s3_conn!r}" in message
+    assert f"{s3_conn}@" not in message and "s3://no-such-bucket/exports/alpha/" in message
+    assert emu.requests.by_operation("snapshotFile") == []  # nothing was downloaded
