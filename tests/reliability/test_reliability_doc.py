@@ -13,13 +13,14 @@ from pathlib import Path
 import tests.e2e
 import tests.objstore
 import tests.reliability
+import tests.unit
 from tests.reliability.registry import KINDS, REGISTRY, Row
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 
 def _load_all_rows() -> list[Row]:
-    for package in (tests.reliability, tests.e2e, tests.objstore):
+    for package in (tests.reliability, tests.e2e, tests.objstore, tests.unit):
         for module in pkgutil.iter_modules(package.__path__):
             if module.name.startswith("test_"):
                 importlib.import_module(f"{package.__name__}.{module.name}")
