@@ -45,7 +45,8 @@ FOREIGN_KEY = SigningKey("unittests", b"a-key-the-attacker-made-up-0123456789")
 def plant(path: Path | ObjectStoragePath, data: bytes, *, snapshot_id: str, cluster: str = "alpha",
           group_id: str = GROUP, signature: str = "none", **times: str) -> None:
     """A file with a correct ``.sha256`` and a manifest of our format: unsigned, or signed with a made-up key."""
-    target = ObjectStoragePath(f"file://{path}") if isinstance(path, Path) else path
+    # ObjectStoragePath first: on Airflow 3.1 (universal-pathlib < 0.3) it is a pathlib.Path subclass too.
+    target = path if isinstance(path, ObjectStoragePath) else ObjectStoragePath(f"file://{path}")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     sha = hashlib.sha256(data).hexdigest()
