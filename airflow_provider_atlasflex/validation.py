@@ -24,8 +24,12 @@ CLUSTER_NAME_MAX_LENGTH = 64
 def require_object_id(value: Any, what: str) -> str:
     """Return ``value`` if it is a 24-hex Atlas id; ``what`` names it in the error (e.g. "snapshot_id")."""
     if not isinstance(value, str):
+        hint = _rendered_hint(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            hint = " (an id is text: pass it as a string, in quotes in JSON)"
         raise AtlasFlexConfigError(
-            f"{what} must be a 24-character hexadecimal string, got {type(value).__name__} {_preview(value)}."
+            f"{what} must be a 24-character hexadecimal string (e.g. '32b6e34b3d91647abb20e7b8'), "
+            f"got {type(value).__name__} {_preview(value)}{hint}."
         )
     if not re.fullmatch(OBJECT_ID_PATTERN, value):
         hint = " (Atlas ids are lower-case)" if re.fullmatch(OBJECT_ID_PATTERN, value.lower()) else _rendered_hint(value)
@@ -69,12 +73,15 @@ def require_cluster_name(value: Any, what: str = "cluster_name") -> str:
     return value
 
 
-def require_positive_number(value: Any, what: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a positive number (bools are refused)."""
+def require_positive_number(value: Any, what: str, *, allow_zero: bool = False, unit: str = "seconds") -> float:
+    """Return ``value`` as a float if it is a positive number (bools are refused); ``unit`` is for the message."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise AtlasFlexConfigError(f"{what} must be a number, got {type(value).__name__} {_preview(value)}.")
+        raise AtlasFlexConfigError(
+            f"{what} must be a number of {unit}, got {type(value).__name__} {_preview(value)}"
+            f"{_text_hint(value)}."
+        )
     if not math.isfinite(value):
-        raise AtlasFlexConfigError(f"{what} must be a finite number of seconds, got {value!r}.")
+        raise AtlasFlexConfigError(f"{what} must be a finite number of {unit}, got {value!r}.")
     if value < 0 or (value == 0 and not allow_zero):
         bound = "zero or more" if allow_zero else "greater than zero"
         raise AtlasFlexConfigError(f"{what} must be {bound}, got {value!r}.")
@@ -105,7 +112,20 @@ def _rendered_hint(value: Any) -> str:
     return ""
 
 
+def _text_hint(value: Any) -> str:
+    """Why a number arrived as text, when it did: a templated field renders to a string."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (pass a number, not text; a templated field renders text unless the DAG sets render_template_as_native_obj=True)"
+
+
 def _preview(value: Any, limit: int = 60) -> str:
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g} s"  # not timedelta(days=-1, seconds=86100) for minus five minutes
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -125,10 +145,15 @@ def require_timedelta(value: Any, what: str) -> timedelta:
     """Accept a timedelta or a number of seconds (as templated values often are)."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise AtlasFlexConfigError(
+            f"{what} must be a timedelta or a number of seconds (e.g. timedelta(minutes=30) or 1800), got "
+            f"{type(value).__name__} {_preview(value)}{_text_hint(value)}."
+        )
     else:
         seconds = require_positive_number(value, what, allow_zero=True)
     if seconds < 0:
-        raise AtlasFlexConfigError(f"{what} must not be negative, got {value!r}.")
+        raise AtlasFlexConfigError(f"{what} must not be negative, got {_preview(value)}.")
     return timedelta(seconds=seconds)
 
 
@@ -136,5 +161,5 @@ def require_positive_timedelta(value: Any, what: str) -> timedelta:
     """A timedelta (or seconds) greater than zero: an age limit of zero would fail every cluster."""
     found = require_timedelta(value, what)
     if not found:
-        raise AtlasFlexConfigError(f"{what} must be longer than zero (e.g. timedelta(hours=36)), got {value!r}.")
+        raise AtlasFlexConfigError(f"{what} must be longer than zero (e.g. timedelta(hours=36)), got {_preview(value)}.")
     return found

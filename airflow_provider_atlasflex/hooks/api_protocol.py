@@ -48,6 +48,9 @@ ROLE_NEEDED = {
 }
 
 
+SNAPSHOT_GONE_HINT = "Flex snapshots are kept 8 days; list the current ones or omit snapshot_id to use the newest."
+
+
 def media_type(version: str) -> str:
     """The versioned media type of one API version (each operation names its own in the spec)."""
     return f"application/vnd.atlas.{version}+json"
@@ -65,6 +68,8 @@ class ApiCall:
     group_id: str | None = None
     cluster: str | None = None
     subject: str | None = None
+    # What to do when Atlas answers 404 for ``subject`` (a gone snapshot and an unknown job need different advice).
+    not_found_hint: str = SNAPSHOT_GONE_HINT
     # The spec's x-xgen-version of this operation (listGroups is 2023-01-01, the flex ones 2024-11-13).
     version: str = API_VERSION
 
@@ -373,7 +378,7 @@ def _not_found_message(call: ApiCall, code: str | None, summary: str) -> str:
     if call.subject:
         return (
             f"{call.subject} of cluster {call.cluster!r} in project {call.group_id} was not found ({summary}). "
-            "Flex snapshots are kept 8 days; list the current ones or omit snapshot_id to use the newest."
+            f"{call.not_found_hint}"
         )
     return f"Atlas {call.operation}{_where(call)} found nothing ({summary})."
 

@@ -41,6 +41,10 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9._:-]+$")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 # requests reads "http", "https", "all" and "<scheme>://<host>" keys; anything else is silently unused.
 PROXY_KEYS = ("http", "https", "all")
+EXTRA_EXAMPLE = '{"group_id": "<24-hex project id>", "auth_type": "digest"}'
+JSON_TYPE_NAMES: dict[type, str] = {
+    list: "a JSON array", str: "a JSON string", int: "a number", float: "a number", bool: "true/false", type(None): "null"
+}
 
 AuthType = Literal["digest", "service_account"]
 
@@ -141,10 +145,13 @@ def _extras(conn: Connection) -> dict[str, Any]:
     except (ValueError, TypeError) as exc:
         raise AtlasFlexConfigError(
             f"Connection {conn.conn_id!r} has an Extra field that is not a JSON object ({exc.__class__.__name__}); "
-            'write it as e.g. {"group_id": "<24-hex project id>", "auth_type": "digest"}.'
+            f"write it as e.g. {EXTRA_EXAMPLE}."
         ) from None
     if not isinstance(value, dict):
-        raise AtlasFlexConfigError(f"Connection {conn.conn_id!r}: Extra must be a JSON object, not {type(value).__name__}.")
+        found = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+        raise AtlasFlexConfigError(
+            f"Connection {conn.conn_id!r}: Extra must be a JSON object, not {found}; write it as e.g. {EXTRA_EXAMPLE}."
+        )
     return value
 
 

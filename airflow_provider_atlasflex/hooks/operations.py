@@ -12,6 +12,11 @@ from airflow_provider_atlasflex.validation import require_cluster_name, require_
 MAX_ITEMS_PER_PAGE = 500
 # listGroups is versioned on its own (the spec's x-xgen-version): a 2024-11-13 Accept header is refused.
 LIST_GROUPS_VERSION = "2023-01-01"
+UNKNOWN_JOB_HINT = (
+    "Check restore_job_id: it must name a restore job of this cluster and project (usually the XCom "
+    "'restore_job_id' of the task that requested it, in the same DAG run). To start over, clear that task: it "
+    "requests a new restore job."
+)
 
 
 def _cluster_path(group_id: str, cluster_name: str) -> str:
@@ -48,6 +53,7 @@ def get_restore_job(group_id: str, cluster_name: str, restore_job_id: str) -> Ap
         group_id=group_id,
         cluster=cluster_name,
         subject=f"Restore job {restore_job_id}",
+        not_found_hint=UNKNOWN_JOB_HINT,
     )
 
 

@@ -261,6 +261,11 @@ def _checked_group_ids(value: Any) -> str | list[str] | None:
         return value  # type: ignore[no-any-return]
     if isinstance(value, str):
         # One id is accepted as a list of one; anything else (a comma list, a rendered "None") is refused.
+        if "," in value:
+            ids = ", ".join(repr(part.strip()) for part in value.split(","))
+            raise AtlasFlexConfigError(
+                f"group_ids is one string of comma-separated ids, {value!r}; pass a list instead: [{ids}]."
+            )
         return [require_object_id(value, "group_ids")]
     if not isinstance(value, (list, tuple)) or not value:
         raise AtlasFlexConfigError(

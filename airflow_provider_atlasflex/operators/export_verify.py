@@ -150,9 +150,48 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
             error = ExportReadError if all(_transient(r) for r in failed) else ExportVerificationError
             raise error(
                 f"{len(failed)} of {len(results)} export(s) under {target} failed verification:\n"
-                f"{describe_failures(results)}"
+                f"{describe_failures(results)}\n{what_to_do(failed)}"
             )
         return results
+
+
+# What the reader can do about each failed status; statuses sharing a remedy share a line.
+NEXT_STEPS = {
+    ("mismatch", "damaged"): (
+        "the file is not the whole .tgz that was written: copy the snapshot again (overwrite=True) while Atlas "
+        "still keeps it (flex snapshots: 8 days) and find what altered the storage; a file that is not one of our "
+        "exports, move out of the root"
+    ),
+    ("stale_sidecars",): "the object was replaced after its sidecars were signed: copy the snapshot again",
+    ("missing",): (
+        "the export is gone but its sidecars are left: the next export-retention run over this root deletes them "
+        "(or delete <file>.json and <file>.sha256 by hand)"
+    ),
+    ("unproven",): (
+        "no sidecars of this provider prove the file: move it out of the root if it is not one of our exports "
+        "(or narrow unproven_suffixes); if it is, copy its snapshot again to write them"
+    ),
+    ("unsigned", "bad_signature"): (
+        "the manifest is not signed by one of our keys (Airflow Variables atlasflex_signing_secret_<key id>): "
+        "someone else may have written it; copy the snapshot again, and restore the key Variable if one was deleted"
+    ),
+    ("unreadable",): (
+        "storage refused the read: the task is retried; if it persists, check the storage and dst_conn_id"
+    ),
+    ("not_a_file",): "a symbolic link, FIFO or device stands where an export should be: remove it",
+}
+
+
+def what_to_do(failed: list[dict[str, Any]]) -> str:
+    """One "what to do" line per kind of failure present, after the per-file lines."""
+    found = {"not_a_file" if r.get("not_a_file") else r["status"] for r in failed}
+    label = {"not_a_file": "unreadable (not a file)"}
+    lines = [
+        f"  {', '.join(label.get(s, s) for s in statuses if s in found)}: {step}"
+        for statuses, step in NEXT_STEPS.items()
+        if found.intersection(statuses)
+    ]
+    return "What to do:\n" + "\n".join(lines)
 
 
 def manifest_of(path: ObjectStoragePath) -> ObjectStoragePath:

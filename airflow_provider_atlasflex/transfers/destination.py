@@ -152,7 +152,10 @@ def _reject_relative_file_url(dst: str) -> None:
 def _reject_parent_segments(dst: str) -> None:
     location = dst.split("://", 1)[-1]
     if any(segment in ("..", ".") for segment in location.split("/")[1:]):
-        raise AtlasFlexConfigError(f"dst {dst!r} must not contain '.' or '..' path segments.")
+        raise AtlasFlexConfigError(
+            f"dst {dst!r} must not contain '.' or '..' path segments; write the directory it means in full, e.g. "
+            "file:///backups/{cluster_name}/{date}/{snapshot_id}.tgz."
+        )
 
 
 def destination_root(dst: str | ObjectStoragePath) -> str | None:

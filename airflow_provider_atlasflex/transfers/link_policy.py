@@ -77,7 +77,9 @@ def redirect_target(url: str, location: str | None, *, allow_insecure_http: bool
     if _origin(urlsplit(url)) != _origin(urlsplit(target)):
         raise SnapshotTransferError(
             f"the snapshot link {redact_url(url)} redirected to another host ({redact_url(target)}); redirects "
-            "are followed only within the link's own host, so nothing was fetched from it"
+            "are followed only within the link's own host, so nothing was fetched from it. Check for a proxy "
+            "between this worker and the storage host that rewrites answers (the connection's proxies extra, "
+            "HTTPS_PROXY)"
         )
     return check_snapshot_link(target, allow_insecure_http=allow_insecure_http)
 

@@ -17,7 +17,8 @@ POLL = "getGroupFlexClusterBackupRestoreJob"
     "restore job disappears while the triggerer waits for it (Atlas answers 404 on every poll after the first)",
     "wait_for_link failed at its first try (state failed, try 1, not up_for_retry): the trigger's error event "
     "named AtlasNotFoundError and the resumed sensor re-raised it",
-    "The task log names the restore job and cluster; no 5-minute retries hold the run",
+    "The task log names the restore job and cluster and says to check restore_job_id or clear the task that "
+    "requested it; no 5-minute retries hold the run",
 )
 def test_unfixable_error_in_the_triggerer_fails_the_sensor_without_retries(sandbox, tmp_path):
     with AtlasEmulator(clusters=("alpha",), snapshot_size=100_000, restore_duration=60.0) as emu:
@@ -36,3 +37,4 @@ def test_unfixable_error_in_the_triggerer_fails_the_sensor_without_retries(sandb
     logs = task_log_files(sandbox)[("export_cluster.wait_for_link", 0)]
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     assert "AtlasNotFoundError" in text and "'alpha'" in text
+    assert "Check restore_job_id" in text and "kept 8 days" not in text  # a job's fix, not a snapshot's

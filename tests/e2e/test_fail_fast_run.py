@@ -36,3 +36,4 @@ def test_unknown_cluster_fails_the_task_without_retries(sandbox, tmp_path):
     logs = task_log_files(sandbox)[("export_cluster.request_link", 0)]
     text = "\n".join(p.read_text(errors="replace") for p in logs)
     assert "'alpha'" in text and "AtlasNotFoundError" in text
+    assert "Check cluster_name" in text

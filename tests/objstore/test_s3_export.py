@@ -465,4 +465,5 @@ def test_a_missing_bucket_fails_fast_naming_bucket_and_connection(make_emulator,
     assert isinstance(failed.value, NO_RETRY_EXCEPTION)  # not retried
     assert "the S3 bucket 'no-such-bucket' does not exist" in message and f"connection {s3_conn!r}" in message
     assert f"{s3_conn}@" not in message and "s3://no-such-bucket/exports/alpha/" in message
+    assert "Create the bucket, or fix the destination root" in message  # the fix, not only the fault
     assert emu.requests.by_operation("snapshotFile") == []  # nothing was downloaded

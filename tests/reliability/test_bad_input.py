@@ -174,11 +174,12 @@ DOWNLOAD_ROWS = [
     row(T, "reuse-existing-job-string", "reuse_existing_job='False' (a string, which Python reads as true)",
         "reuse_existing_job must be True or False, got str 'False'", AT_EXECUTE, {"reuse_existing_job": "False"}),
     row(T, "min-link-validity-negative-timedelta", "min_link_validity=timedelta(minutes=-5)",
-        "min_link_validity must not be negative", AT_EXECUTE, {"min_link_validity": timedelta(minutes=-5)}),
+        "min_link_validity must not be negative, got -300 s", AT_EXECUTE, {"min_link_validity": timedelta(minutes=-5)}),
     row(T, "min-link-validity-nan", "min_link_validity=nan",
         "min_link_validity must be a finite number of seconds", AT_EXECUTE, {"min_link_validity": math.nan}),
     row(T, "min-link-validity-string", "min_link_validity='30m'",
-        "min_link_validity must be a number, got str '30m'", AT_EXECUTE, {"min_link_validity": "30m"}),
+        "min_link_validity must be a timedelta or a number of seconds (e.g. timedelta(minutes=30) or 1800), got str "
+        "'30m'", AT_EXECUTE, {"min_link_validity": "30m"}),
 ]
 
 
@@ -203,7 +204,8 @@ SENSOR_ROWS = [
         "restore_job_id must be 24 lower-case hexadecimal characters", AT_EXECUTE,
         {"restore_job_id": JOB + "0"}),
     row(T, "restore-job-id-none", "restore_job_id=None (required)",
-        "restore_job_id must be a 24-character hexadecimal string, got NoneType None", AT_EXECUTE,
+        "restore_job_id must be a 24-character hexadecimal string (e.g. '32b6e34b3d91647abb20e7b8'), got NoneType "
+        "None (if it is templated, the template rendered empty or None: check the XCom", AT_EXECUTE,
         {"restore_job_id": None}),
     row(T, "group-id-rendered-none", "group_id='None' (a template that rendered None)",
         "group_id must be 24 lower-case hexadecimal characters (e.g. 32b6e34b3d91647abb20e7b8), got 'None' "
@@ -221,7 +223,7 @@ SENSOR_ROWS = [
     row(T, "poke-interval-inf", "poke_interval=inf",
         "poke_interval must be a finite number of seconds, got inf", AT_INIT, {"poke_interval": math.inf}),
     row(T, "poke-interval-bool", "poke_interval=True",
-        "poke_interval must be a number, got bool True", AT_INIT, {"poke_interval": True}),
+        "poke_interval must be a number of seconds, got bool True", AT_INIT, {"poke_interval": True}),
     row(T, "timeout-zero", "timeout=timedelta(0) (would give up after the first request)",
         "timeout must be greater than zero, got 0.0", AT_EXECUTE, {"timeout": timedelta(0)}),
     row(T, "timeout-nan", "timeout=nan",
@@ -298,7 +300,8 @@ TRANSFER_ROWS = [
     row(T, "dst-relative-file-url", "dst='file://backups/{snapshot_id}.tgz' (two slashes: relative)",
         "is not an absolute file URL; write three slashes", AT_EXECUTE, {"dst": "file://backups/{snapshot_id}.tgz"}),
     row(T, "dst-dotdot-segment", "dst with a '..' segment",
-        "must not contain '.' or '..' path segments", AT_EXECUTE, {"dst": f"file://{ROOT}/../{{snapshot_id}}.tgz"}),
+        "must not contain '.' or '..' path segments; write the directory it means in full", AT_EXECUTE,
+        {"dst": f"file://{ROOT}/../{{snapshot_id}}.tgz"}),
     row(T, "dst-unknown-placeholder", "dst with {cluster} (unknown placeholder)",
         "uses unknown placeholder(s) ['cluster']; available: {cluster_name}, {snapshot_id}, {restore_job_id}, {date}",
         AT_EXECUTE, {"dst": f"file://{ROOT}/{{cluster}}/{{snapshot_id}}.tgz"}),
@@ -316,7 +319,7 @@ TRANSFER_ROWS = [
     row(T, "dst-surrounding-whitespace", "dst starting with a newline (a multi-line template)",
         "starts or ends with whitespace", AT_EXECUTE, {"dst": f"\nfile://{ROOT}/{{snapshot_id}}.tgz"}),
     row(T, "dst-objectstoragepath-dotdot", "dst=ObjectStoragePath('file:///backups/../x.tgz')",
-        "must not contain '.' or '..' path segments", AT_EXECUTE,
+        "must not contain '.' or '..' path segments; write the directory it means in full", AT_EXECUTE,
         {"dst": lambda root: ObjectStoragePath(f"file://{root}/../x.tgz")}),
     row(T, "dst-conn-id-rendered-none", "dst_conn_id='None' (a template that rendered None)",
         "dst_conn_id must name an Airflow connection for the destination", AT_EXECUTE, {"dst_conn_id": "None"}),
@@ -376,7 +379,8 @@ HOOK_ROWS = [
     row(T, "snapshot-id-upper-case", "get_snapshot('alpha', <id in upper case>)",
         "(Atlas ids are lower-case)", AT_CALL, lambda: AtlasFlexHook().get_snapshot("alpha", HEX.upper())),
     row(T, "restore-job-id-int", "get_restore_job('alpha', 12345)",
-        "restore_job_id must be a 24-character hexadecimal string, got int 12345", AT_CALL,
+        "restore_job_id must be a 24-character hexadecimal string (e.g. '32b6e34b3d91647abb20e7b8'), got int 12345 "
+        "(an id is text: pass it as a string", AT_CALL,
         lambda: AtlasFlexHook().get_restore_job("alpha", 12345)),
     row(T, "group-id-empty", "get_flex_cluster('alpha', group_id='')",
         "group_id must be 24 lower-case hexadecimal characters", AT_CALL + " (it does not fall back to the "
@@ -385,7 +389,8 @@ HOOK_ROWS = [
         "items_per_page must be a whole number from 1 to 500, got True", AT_CALL,
         lambda: AtlasFlexHook().list_restore_jobs("alpha", items_per_page=True)),
     row(T, "min-validity-string", "find_reusable_download_job('alpha', <id>, min_validity='30m')",
-        "min_validity must be a number, got str '30m'", AT_CALL,
+        "min_validity must be a timedelta or a number of seconds (e.g. timedelta(minutes=30) or 1800), got str '30m'",
+        AT_CALL,
         lambda: AtlasFlexHook().find_reusable_download_job("alpha", HEX, min_validity="30m")),
 ]
 
@@ -465,7 +470,9 @@ CONNECTION_ROWS = [
         "extra 'group_id' of connection 'mongodb_atlas_default' must be 24 lower-case hexadecimal characters",
         AT_CONNECTION, "digest", {"extra": {"group_id": "123"}}),
     row(T, "group-id-int", "extra group_id as a JSON number",
-        "extra 'group_id' of connection 'mongodb_atlas_default' must be a 24-character hexadecimal string, got int",
+        "extra 'group_id' of connection 'mongodb_atlas_default' must be a 24-character hexadecimal string (e.g. "
+        "'32b6e34b3d91647abb20e7b8'), got int 123456789012345678901234 (an id is text: pass it as a string, in quotes "
+        "in JSON)",
         AT_CONNECTION, "digest", {"extra": {"group_id": 123456789012345678901234}}),
     row(T, "host-with-credentials", "Host 'http://<key>:<secret>@127.0.0.1:<port>'",
         "has credentials in its Host field; put the key or client id in Login and the secret in Password",
@@ -514,7 +521,8 @@ CONNECTION_ROWS = [
         "has an Extra field that is not a JSON object (JSONDecodeError); write it as e.g.", AT_CONNECTION,
         "digest", {"extra": "{group_id: 5f1b2c3d4e5f60718293a4b5"}),
     row(T, "extra-json-list", "Extra '[\"digest\"]' (JSON, not an object)",
-        "Extra must be a JSON object, not list", AT_CONNECTION, "digest", {"extra": '["digest"]'}),
+        "Extra must be a JSON object, not a JSON array; write it as e.g. {\"group_id\": \"<24-hex project id>\"",
+        AT_CONNECTION, "digest", {"extra": '["digest"]'}),
 ]
 
 

@@ -43,8 +43,9 @@ WHEN = export_fixtures.WHEN
     "One bit of a committed export flips on storage (file:// and an fsspec object store), size unchanged",
     "The verify task read the file once and failed without retries; nothing was changed",
     "'1 of 1 export(s) under <path> failed verification: <path>: mismatch: not a complete .tgz: invalid gzip "
-    "data in member 1 (... incorrect data check); sha256: the manifest says <a>, the file's is <b>; ...' and "
-    "the per-file results in XCom 'results'",
+    "data in member 1 (... incorrect data check); sha256: the manifest says <a>, the file's is <b>; ...', then "
+    "'What to do: mismatch: ... copy the snapshot again (overwrite=True) while Atlas still keeps it ...'; the "
+    "per-file results in XCom 'results'",
 )
 def test_flipped_byte_is_detected_and_named(storage_root):
     path = commit_export(storage_root, "alpha", WHEN)
@@ -55,6 +56,7 @@ def test_flipped_byte_is_detected_and_named(storage_root):
     message = str(failure.value)
     assert str(path) in message and "mismatch" in message
     assert "sha256: the manifest says" in message and "invalid gzip data" in message
+    assert "What to do:\n  mismatch: " in message and "copy the snapshot again (overwrite=True)" in message
     [result] = context["ti"].pushed[RESULTS_XCOM_KEY]
     assert result["status"] == "mismatch" and result["bytes"] == result["manifest_bytes"]
 
@@ -118,8 +120,9 @@ def test_crash_between_file_and_manifest_is_cleaned_next_run(tmp_path, monkeypat
         retention(root, keep_last=3)
     monkeypatch.undo()
     assert not victim.exists() and sidecar_paths(victim).manifest.exists()
-    with pytest.raises(ExportVerificationError, match=f"{victim}: missing"):
+    with pytest.raises(ExportVerificationError, match=f"{victim}: missing") as scrubbed:
         verify(root=str(root))[0].execute(make_context())
+    assert "missing: the export is gone but its sidecars are left: the next export-retention run" in str(scrubbed.value)
     report = retention(root, keep_last=3)
     assert report["cleaned_sidecars"] == [str(victim)]
     assert not sidecar_paths(victim).manifest.exists() and not sidecar_paths(victim).sha256.exists()

@@ -124,7 +124,7 @@ def test_snapshot_not_found(emu, atlas_conn):
     with pytest.raises(AtlasNotFoundError) as failed:
         request_link(snapshot_id=gone)
 
-    one_actionable_line(failed.value, gone, "'alpha'", emu.group_id, "kept 8 days")
+    one_actionable_line(failed.value, gone, "'alpha'", emu.group_id, "kept 8 days", "omit snapshot_id to use the newest")
     assert failed.value.status == 404
     assert statuses_of(emu, "downloadGroupFlexClusterBackup") == [404]
     assert emu.restore_jobs("alpha") == []
@@ -237,7 +237,9 @@ def test_missing_role(emu, atlas_conn, auth):
     with pytest.raises(AtlasPermissionError) as failed:
         request_link()
 
-    one_actionable_line(failed.value, "'alpha'", "downloadGroupFlexClusterBackup", "Project Backup Export Operator")
+    one_actionable_line(
+        failed.value, "'alpha'", "downloadGroupFlexClusterBackup", "Grant it the Project Backup Export Operator"
+    )
     assert statuses_of(emu, "downloadGroupFlexClusterBackup") == [403]
     assert emu.restore_jobs("alpha") == []
 

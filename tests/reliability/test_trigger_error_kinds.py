@@ -113,19 +113,19 @@ def setup(emu: AtlasEmulator, atlas_conn: Any, monkeypatch: pytest.MonkeyPatch, 
     "The same clear error as in poke mode (cluster, job, credential and fix), at try 1",
 )
 @pytest.mark.parametrize(
-    "case, status, expected, fragment",
+    "case, status, expected, fragment, fix",
     [
-        ("unknown-job", "error", AtlasNotFoundError, UNKNOWN_JOB),
-        ("unknown-cluster", "error", AtlasNotFoundError, "nosuch"),
-        ("wrong-api-key", "error", AtlasAuthenticationError, "API key"),
-        ("wrong-client-secret", "error", AtlasAuthenticationError, "service account"),
-        ("missing-role", "error", AtlasMissingRoleError, "403"),
-        ("failed-job", "failed", RestoreJobFailedError, "FAILED"),
+        ("unknown-job", "error", AtlasNotFoundError, UNKNOWN_JOB, "Check restore_job_id"),
+        ("unknown-cluster", "error", AtlasNotFoundError, "nosuch", "Check cluster_name"),
+        ("wrong-api-key", "error", AtlasAuthenticationError, "API key", "Password (the private key)"),
+        ("wrong-client-secret", "error", AtlasAuthenticationError, "service account", "Password (the client secret)"),
+        ("missing-role", "error", AtlasMissingRoleError, "403", "Grant it the Project Read Only role"),
+        ("failed-job", "failed", RestoreJobFailedError, "FAILED", "Request the download again"),
     ],
     ids=["unknown-job", "unknown-cluster", "wrong-api-key", "wrong-client-secret", "missing-role", "failed-job"],
 )
 def test_unfixable_trigger_errors_fail_without_retries(
-    emu, atlas_conn, monkeypatch, no_secret_leaked, case, status, expected, fragment
+    emu, atlas_conn, monkeypatch, no_secret_leaked, case, status, expected, fragment, fix
 ):
     cluster, job_id = setup(emu, atlas_conn, monkeypatch, case)
     event = trigger_event(cluster, job_id)
@@ -136,6 +136,9 @@ def test_unfixable_trigger_errors_fail_without_retries(
         assert type(exc) is expected
         assert isinstance(exc, NO_RETRY), f"{type(exc).__name__} would be retried by Airflow"
         assert fragment in str(exc)
+        assert fix in str(exc), f"the fix is missing from: {exc}"  # what to do, not only what went wrong
+        if case == "unknown-job":
+            assert "snapshot" not in str(exc).lower(), f"advice for a snapshot, not a restore job: {exc}"
     no_secret_leaked(emu, None)  # nor in the trigger's logs
     assert not any(secret in json.dumps(event) for secret in secrets_of(emu))
 
