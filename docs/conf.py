@@ -26,7 +26,7 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # The canonical addresses are defined once, in pyproject.toml's [project.urls].
 URLS: dict[str, str] = PROJECT["urls"]
 
-from airflow_provider_atlasflex.version import __version__  # noqa: E402
+from airflow_provider_atlasflex.version import __version__
 
 project = "airflow-provider-atlasflex"
 author = "airflow-provider-atlasflex developers"
