@@ -1,10 +1,12 @@
 # The project's two commands: `make demo` (the nightly export DAG in real Airflow against the
 # local emulator) and `make test` (every test). Both set up what they need from nothing.
-# Extra: `make matrix` runs the tests on every supported Airflow minor (see README "Development").
+# Extras: `make matrix` runs the tests on every supported Airflow minor (docs/development.md); `make docs`
+# builds the documentation site into docs/_build/html.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.docs-installed
 
 # The newest supported minor: the main venv (`make test`, `make demo`) runs on it.
 NEWEST := 3.3
@@ -17,7 +19,7 @@ MATRIX_DIR := .matrix
 # and the installed-wheel checks (the wheel in a fresh venv runs the demo).
 MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest] tests/packaging
 
-.PHONY: demo test unit e2e bench lint clean matrix ci-matrix constraints
+.PHONY: demo test unit e2e bench lint docs clean matrix ci-matrix constraints
 # Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
 .PRECIOUS: $(MATRIX_DIR)/venv-%/.installed
 
@@ -46,6 +48,19 @@ e2e: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The documentation site (Sphinx + MyST, docs/conf.py) into docs/_build/html; CI runs it. Warnings are
+# errors (-W, --keep-going lists them all) and -n (nitpicky) fails every reference that resolves nowhere.
+# Its tools are the `docs` dependency group of pyproject.toml, installed into the main venv with the same pins.
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -c "$$($(BIN)/python constraints/select.py $(NEWEST) $(VENV)/pins.txt)" --group docs
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build/html docs/_build/doctrees
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html -d docs/_build/doctrees docs docs/_build/html
+	@echo "Documentation: docs/_build/html/index.html"
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
@@ -76,4 +91,4 @@ constraints:
 	PYTHON=$(PYTHON) constraints/generate.sh $(MINOR) $(AIRFLOW)
 
 clean:
-	rm -rf $(VENV) $(MATRIX_DIR) .demo .pytest_cache
+	rm -rf $(VENV) $(MATRIX_DIR) .demo .pytest_cache docs/_build

@@ -1,1 +1,1 @@
-"""Example workflows shipped with the provider; see README "Example" for how to use them."""
+"""Example workflows shipped with the provider; see the documentation's "Example DAGs" page."""

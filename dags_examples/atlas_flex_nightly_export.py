@@ -29,7 +29,7 @@ which only users allowed to edit Variables can change:
 
 Params (may be changed when triggering by hand): ``clusters`` (names or glob patterns; empty =
 every flex cluster), ``exclude`` (glob patterns), ``all_projects``. Connection:
-``mongodb_atlas_default`` (see the provider README).
+``mongodb_atlas_default`` (see the provider's documentation, "The connection").
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ from airflow_provider_atlasflex.operators.snapshot_download import AtlasFlexSnap
 from airflow_provider_atlasflex.sensors.snapshot_url import AtlasFlexSnapshotUrlSensor
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 
-# How often to ask Atlas whether the link is ready; a flex download usually takes minutes.
+# How often to ask Atlas whether a link is ready (nightly) or a restore is done (drill), in seconds; the same
+# in every example DAG. Atlas takes minutes for either, so a one-minute poll finishes a wait at most a minute
+# late and sends half the requests of a 30-second one (ATLAS_FLEX_POLL_SECONDS overrides it, e.g. in tests).
 POLL_SECONDS = float(os.environ.get("ATLAS_FLEX_POLL_SECONDS", "60"))
 DESTINATION_ROOT_VARIABLE = "atlasflex_destination_root"
 DESTINATION_CONN_VARIABLE = "atlasflex_destination_conn_id"
@@ -117,6 +119,7 @@ with DAG(
     selection = export_selection()
     where = destination()
 
+    # [START howto_operator_cluster_discovery]
     discover = AtlasFlexClusterDiscoveryOperator(
         task_id="discover_clusters",
         group_ids=selection["group_ids"],
@@ -125,7 +128,9 @@ with DAG(
         max_snapshot_age=MAX_SNAPSHOT_AGE,
         execution_timeout=timedelta(minutes=15),
     )
+    # [END howto_operator_cluster_discovery]
 
+    # [START howto_operator_export_plan]
     plan = AtlasFlexExportPlanOperator(
         task_id="plan_exports",
         discovery=discover.output,
@@ -134,9 +139,11 @@ with DAG(
         max_backfill=MAX_BACKFILL,
         execution_timeout=timedelta(minutes=15),
     )
+    # [END howto_operator_export_plan]
 
     @task_group
     def export_cluster(cluster_name: str, group_id: str, snapshot_id: str) -> None:
+        # [START howto_operator_snapshot_download]
         request_link = AtlasFlexSnapshotDownloadOperator(
             task_id="request_link",
             cluster_name=cluster_name,
@@ -145,6 +152,8 @@ with DAG(
             execution_timeout=timedelta(minutes=15),
             map_index_template=BY_CLUSTER,
         )
+        # [END howto_operator_snapshot_download]
+        # [START howto_sensor_snapshot_url]
         wait_for_link = AtlasFlexSnapshotUrlSensor(
             task_id="wait_for_link",
             cluster_name=cluster_name,
@@ -154,6 +163,8 @@ with DAG(
             timeout=timedelta(hours=3),
             map_index_template=BY_CLUSTER,
         )
+        # [END howto_sensor_snapshot_url]
+        # [START howto_transfer_snapshot_to_storage]
         copy_to_storage = AtlasFlexSnapshotToStorageOperator(
             task_id="copy_to_storage",
             cluster_name=cluster_name,
@@ -167,6 +178,7 @@ with DAG(
             max_active_tis_per_dagrun=4,
             map_index_template=BY_CLUSTER,
         )
+        # [END howto_transfer_snapshot_to_storage]
         request_link >> wait_for_link >> copy_to_storage
 
     @task
@@ -179,6 +191,7 @@ with DAG(
 
     exports = export_cluster.expand_kwargs(clusters_to_export(plan.output))
 
+    # [START howto_operator_night_report]
     report = AtlasFlexNightReportOperator(
         task_id="night_report",
         discovery_task_id="discover_clusters",
@@ -187,4 +200,5 @@ with DAG(
         max_snapshot_age=MAX_SNAPSHOT_AGE,
         retries=0,
     )
+    # [END howto_operator_night_report]
     [discover, plan, exports] >> report

@@ -54,6 +54,7 @@ with DAG(
         return {"root": root.rstrip("/"), "conn_id": Variable.get(DESTINATION_CONN_VARIABLE, default=None) or None}
 
     where = archive()
+    # [START howto_operator_protection_check]
     AtlasFlexProtectionCheckOperator(
         task_id="check_protection",
         archive_root=where["root"],
@@ -63,3 +64,4 @@ with DAG(
         max_export_lag=MAX_EXPORT_LAG,
         execution_timeout=timedelta(minutes=20),
     )
+    # [END howto_operator_protection_check]

@@ -35,7 +35,10 @@ from airflow.sdk import DAG, task
 
 from airflow_provider_atlasflex.operators.restore_snapshot import AtlasFlexRestoreSnapshotOperator
 
-POLL_SECONDS = float(os.environ.get("ATLAS_FLEX_POLL_SECONDS", "30"))
+# How often to ask Atlas whether a link is ready (nightly) or a restore is done (drill), in seconds; the same
+# in every example DAG. Atlas takes minutes for either, so a one-minute poll finishes a wait at most a minute
+# late and sends half the requests of a 30-second one (ATLAS_FLEX_POLL_SECONDS overrides it, e.g. in tests).
+POLL_SECONDS = float(os.environ.get("ATLAS_FLEX_POLL_SECONDS", "60"))
 SOURCES_VARIABLE = "atlasflex_drill_source_clusters"
 SCRATCH_VARIABLE = "atlasflex_drill_scratch_cluster"
 DEFAULT_SCRATCH = "restore-drill-scratch"
@@ -75,6 +78,7 @@ with DAG(
         print(f"Drilling {', '.join(sources)} into {scratch}")
         return [{"cluster_name": name, "target_cluster_name": scratch} for name in sources]
 
+    # [START howto_operator_restore_snapshot]
     restore = AtlasFlexRestoreSnapshotOperator.partial(
         task_id="restore_into_scratch",
         max_snapshot_age=timedelta(hours=36),
@@ -87,6 +91,7 @@ with DAG(
         max_active_tis_per_dagrun=1,
         map_index_template="{{ task.cluster_name }}",
     ).expand_kwargs(drill_plan())
+    # [END howto_operator_restore_snapshot]
 
     @task
     def drill_outcome(jobs: list) -> list[dict]:

@@ -102,12 +102,15 @@ with DAG(
         return policy
 
     policy = retention_policy()
+    # [START howto_operator_export_verify]
     scrub = AtlasFlexExportVerifyOperator(
         task_id="scrub",
         root=policy["root"],
         dst_conn_id=policy["dst_conn_id"],
         execution_timeout=timedelta(hours=6),  # it reads every byte of every export
     )
+    # [END howto_operator_export_verify]
+    # [START howto_operator_export_retention]
     retention = AtlasFlexExportRetentionOperator(
         task_id="retention",
         root=policy["root"],
@@ -117,4 +120,5 @@ with DAG(
         dry_run=policy["dry_run"],
         execution_timeout=timedelta(hours=1),
     )
+    # [END howto_operator_export_retention]
     scrub >> retention

@@ -42,7 +42,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     Safety rules, whatever the policy says:
 
     * only exports proven ours are candidates: an ``atlasflex-export/1`` manifest beside them with
-      a valid signature (see :mod:`airflow_provider_atlasflex.archive.proof`: whoever can write the storage can plant a file
+      a valid signature (see ``airflow_provider_atlasflex.archive.proof``: whoever can write the storage can plant a file
       with matching sidecars, but cannot sign), a ``.sha256`` that agrees with it and a listed size
       equal to the signed one. Everything else (no manifest, someone else's ``.json``, an unsigned
       or badly signed manifest, bytes replaced since) is never touched and is reported ``unproven``;

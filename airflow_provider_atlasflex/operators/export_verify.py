@@ -27,7 +27,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
     (member count and data size are reported). The result is compared with ``<file>.json``
     (sha256, bytes) and ``<file>.sha256``. A file without both sidecars is *unproven* and fails;
     a manifest without a signature is *unsigned*, one whose signature does not verify with a key
-    of ours (Airflow Variables, see :mod:`airflow_provider_atlasflex.archive.keys`) *bad_signature*.
+    of ours (Airflow Variables, see ``airflow_provider_atlasflex.archive.keys``) *bad_signature*.
 
     Give ``path`` (one export) or ``root`` (every export below it, for a weekly scrub: files with
     an ``atlasflex-export/1`` manifest, plus files ending with ``unproven_suffixes`` that have none,

@@ -95,6 +95,7 @@ def test_wheel_metadata_states_licence_floor_urls_and_classifiers(wheel: Path, v
     assert "Framework :: Apache Airflow :: Provider" in classifiers
     urls = meta.get_all("Project-URL") or []
     assert urls and all(re.fullmatch(r"[^,]+, https://\S+", u) for u in urls), urls
+    assert {"Source", "Documentation", "Changelog", "Issues"} <= {u.split(",")[0] for u in urls}, urls
     requires = meta.get_all("Requires-Dist") or []
     (airflow,) = [r for r in requires if r.startswith("apache-airflow") and "extra ==" not in r]
     assert re.fullmatch(r"apache-airflow>=3\.\d+\.\d+", airflow), airflow
@@ -116,6 +117,15 @@ def test_sdist_carries_licence_notice_changelog_and_example_dag(sdist: Path, ver
         names = set(opened.getnames())
     expected = ["LICENSE", "NOTICE", "CHANGELOG.md", "README.md", "pyproject.toml", "dags_examples/atlas_flex_nightly_export.py"]
     assert {f"{root}/{name}" for name in expected} <= names, sorted(names)
+
+
+def test_readme_renders_on_pypi(wheel: Path, sdist: Path) -> None:
+    """``twine check --strict``: the long description (the README) and its content type are what PyPI
+    renders; tests/docs/test_readme.py checks its links."""
+    if os.environ.get("CI") != "true":
+        pytest.importorskip("twine", reason="twine (in the dev extra) is not installed: run `make test`")
+    checked = _run(sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist), cwd=wheel.parent)
+    assert checked.stdout.count("PASSED") == 2, checked.stdout
 
 
 def test_demo_runs_from_the_installed_wheel(wheel: Path, tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def load(name: str) -> ModuleType:
     "A user allowed to trigger the nightly DAG passes a destination in run conf (params are conf-overridable)",
     "The destination comes only from the Variables atlasflex_destination_root / atlasflex_destination_conn_id; "
     "no param, and no task reading conf, decides it",
-    "Exports land under the Variable's root; conf has no say (documented in the DAG and README)",
+    "Exports land under the Variable's root; conf has no say (documented in the DAG and on the docs' Example DAGs page)",
 )
 def test_run_conf_cannot_choose_where_backups_go(monkeypatch, tmp_path):
     dag = load("atlas_flex_nightly_export").dag
