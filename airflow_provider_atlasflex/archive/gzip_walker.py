@@ -7,8 +7,8 @@ archive, whose end-of-archive marker proves no trailing gzip member was cut off.
 the input is fed in small slices and each inflate call returns at most :data:`MAX_OUTPUT_PER_CALL`
 bytes, which are checked and dropped at once.
 
-ISA-L (``pip install isal``, the ``fast`` extra) inflates 2.5-3x faster than zlib and is used when
-installed; ``ATLASFLEX_INFLATER=zlib`` forces zlib.
+ISA-L (``isal``, a regular dependency) inflates faster than zlib (docs/performance.md measures it) and
+is used whenever it loads; zlib is the fallback where it cannot, and ``ATLASFLEX_INFLATER=zlib`` forces it.
 """
 
 from __future__ import annotations
