@@ -35,14 +35,19 @@ $(STAMP): pyproject.toml constraints/airflow-$(NEWEST).txt
 demo: $(STAMP)
 	$(BIN)/python -m airflow_provider_atlasflex.testing.demo
 
+# The suite is CPU-bound (real Airflow processes): TEST_WORKERS pytest-xdist workers, one per core by
+# default (set TEST_WORKERS=0 to run in one process, e.g. to debug with pdb).
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))' 2>/dev/null || echo 2)
+PYTEST_WORKERS = -n $(TEST_WORKERS) --dist worksteal
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not e2e"
 
 e2e: $(STAMP)
-	$(BIN)/python -m pytest -m e2e
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m e2e
 
 # Style and types (CI runs it): ruff over the tree, mypy over the package.
 lint: $(STAMP)
@@ -83,8 +88,8 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 
 matrix-%: $(MATRIX_DIR)/venv-%/.installed
 	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($(MATRIX_DIR)/venv-$*)"
-	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -m "not e2e" -q
-	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider -q -m e2e $(MATRIX_E2E)
+	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider $(PYTEST_WORKERS) -m "not e2e" -q
+	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider $(PYTEST_WORKERS) -q -m e2e $(MATRIX_E2E)
 
 # Regenerate one minor's pins: make constraints MINOR=3.2 AIRFLOW=3.2.2 (then run make matrix-3.2).
 constraints:
