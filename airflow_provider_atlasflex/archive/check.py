@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from airflow_provider_atlasflex.archive.at_rest import NotRegularFile, open_regular
-from airflow_provider_atlasflex.archive.commit import PARTIAL_NAME, is_local
 from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
+from airflow_provider_atlasflex.archive.local_disk import is_local
 from airflow_provider_atlasflex.archive.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
@@ -30,6 +30,7 @@ from airflow_provider_atlasflex.archive.manifest import (
     read_manifest,
     read_sha256_sidecar,
 )
+from airflow_provider_atlasflex.archive.partials import PARTIAL_NAME
 from airflow_provider_atlasflex.archive.signature import BAD_SIGNATURE, UNSIGNED
 from airflow_provider_atlasflex.archive.signature import check as check_signature
 from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage

@@ -60,7 +60,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
       re-checked): if the export was re-committed since the listing (another snapshot id or
       sha256, or a file back in place), nothing more of it is deleted and the next run judges it.
     * on local disks each export is deleted holding its per-``dst`` lock, the one a copy holds
-      from its publish until its sidecars are written (:class:`~.commit.DestinationLock`): a copy
+      from its publish until its sidecars are written (:class:`~.lock.DestinationLock`): a copy
       re-committing the same name never interleaves with the deletion (no file left without its
       manifest, no fresh export deleted half-way). An export whose lock a writer holds for more
       than a few seconds is skipped (logged) and judged by the next run.
@@ -317,7 +317,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         """
         if self.is_dry_run:
             return True
-        from airflow_provider_atlasflex.archive.commit import DestinationLock, DestinationLockedError, is_local
+        from airflow_provider_atlasflex.archive.local_disk import is_local
+        from airflow_provider_atlasflex.archive.lock import DestinationLock, DestinationLockedError
 
         lock = DestinationLock(str(found.path.path)) if is_local(found.path) else None
         if lock is not None:
@@ -400,11 +401,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
     def _sweep_partials(self, root: ObjectStoragePath, scan: Scan) -> list[str]:
         """Sweep (or, dry run, report) dead ``.*.atlasflex-partial`` files in the directories that hold any."""
         from airflow_provider_atlasflex.archive.check import child_path
-        from airflow_provider_atlasflex.archive.commit import (
-            is_local,
-            sweep_dead_partials_local,
-            sweep_stale_partials,
-        )
+        from airflow_provider_atlasflex.archive.local_disk import is_local
+        from airflow_provider_atlasflex.archive.partials import sweep_dead_partials_local, sweep_stale_partials
 
         directories = sorted({relative.rpartition("/")[0] for relative in scan.partials})
         swept: list[str] = []

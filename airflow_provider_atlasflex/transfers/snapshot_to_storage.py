@@ -148,7 +148,8 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self.lock_timeout = lock_timeout
 
     def _check_arguments(self) -> None:
-        from airflow_provider_atlasflex.archive.commit import check_lock_timeout, check_modes
+        from airflow_provider_atlasflex.archive.commit import check_modes
+        from airflow_provider_atlasflex.archive.lock import check_lock_timeout
         from airflow_provider_atlasflex.transfers.destination import check_destination_template
         from airflow_provider_atlasflex.transfers.resumable_download import check_stall_rule
 

@@ -20,12 +20,10 @@ from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_atlasflex.archive.commit import (
-    PARTIAL_SUFFIX,
     DestinationExistsError,
     FsspecExportCommit,
     LocalExportCommit,
     export_commit,
-    sweep_dead_partials_local,
 )
 from airflow_provider_atlasflex.archive.keys import KeyRing
 from airflow_provider_atlasflex.archive.manifest import (
@@ -36,6 +34,7 @@ from airflow_provider_atlasflex.archive.manifest import (
     sidecar_paths,
     write_sidecars,
 )
+from airflow_provider_atlasflex.archive.partials import PARTIAL_SUFFIX, sweep_dead_partials_local
 from airflow_provider_atlasflex.archive.proof import prove_export
 from tests.unit.export_fixtures import make_tgz
 
