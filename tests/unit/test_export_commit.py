@@ -180,7 +180,7 @@ def test_a_writer_that_lost_a_race_withdraws_only_its_own_sidecars(tmp_path):
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_atlasflex.archive.manifest import read_manifest, sidecar_paths
-    from airflow_provider_atlasflex.transfers.snapshot_to_storage import _withdraw_sidecars
+    from airflow_provider_atlasflex.transfers.export_attempt import _withdraw_sidecars
     from tests.unit.export_fixtures import commit_export
 
     root = ObjectStoragePath(tmp_path.as_uri())
