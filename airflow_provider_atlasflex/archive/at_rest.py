@@ -15,7 +15,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, BinaryIO
 
-from airflow_provider_atlasflex.archive.commit import is_local
+from airflow_provider_atlasflex.archive.local_disk import is_local
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath

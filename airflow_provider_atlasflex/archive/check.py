@@ -1,9 +1,9 @@
-"""Re-reading committed exports: find them under a root, and prove one against its sidecars.
+"""Re-reading committed exports: prove one against its sidecars.
 
-Shared by the verify ("scrub") and retention operators. Reading is one sequential pass with flat
-memory whatever the file size: the raw bytes are hashed and counted, and walked by the same gzip
-and tar walks the copy runs before it commits (:mod:`airflow_provider_atlasflex.archive`), so what
-the copy committed the scrub accepts. The pass is bounded: only regular files are opened (no
+Shared by the verify ("scrub") and retention operators, which find the exports with :mod:`.scan`.
+Reading is one sequential pass with flat memory whatever the file size: the raw bytes are hashed
+and counted, and walked by the same gzip and tar walks the copy runs before it commits
+(:mod:`airflow_provider_atlasflex.archive`), so what the copy committed the scrub accepts. The pass is bounded: only regular files are opened (no
 symlink, FIFO or device: :mod:`.at_rest`), it stops one byte past the size the manifest records,
 and a file without a manifest stops at its first damage.
 """
@@ -11,20 +11,15 @@ and a file without a manifest stops at its first damage.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseHook, ObjectStoragePath
-
 from airflow_provider_atlasflex.archive.at_rest import NotRegularFile, open_regular
-from airflow_provider_atlasflex.archive.commit import PARTIAL_NAME, is_local
 from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
+from airflow_provider_atlasflex.archive.local_disk import is_local
 from airflow_provider_atlasflex.archive.manifest import (
-    MANIFEST_FORMAT,
     MANIFEST_SUFFIX,
-    MAX_SIDECAR_BYTES,
     SHA256_SUFFIX,
     ManifestError,
     read_manifest,
@@ -35,16 +30,10 @@ from airflow_provider_atlasflex.archive.signature import check as check_signatur
 from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage
 from airflow_provider_atlasflex.archive.tar_walker import TarWalker as TarStreamLister  # noqa: F401 - old name
 from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
-from airflow_provider_atlasflex.exceptions import (
-    AirflowFailException,
-    AirflowNotFoundException,
-    AtlasFlexConfigError,
-    AtlasFlexError,
-)
-from airflow_provider_atlasflex.validation import require_connection_id
+from airflow_provider_atlasflex.exceptions import AirflowFailException, AtlasFlexError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_atlasflex.archive.keys import KeyRing
 
@@ -267,86 +256,6 @@ def _stale_sidecars(path: ObjectStoragePath, manifest: dict[str, Any] | None) ->
     )
 
 
-def describe_failures(results: list[dict[str, Any]]) -> str:
-    """One line per failed file: path, status, and what differs."""
-    return "\n".join(
-        f"  {r['path']}: {r['status']}: {'; '.join(r['problems'])}" for r in results if r["status"] != VERIFIED
-    )
-
-
-# ---- finding exports under a root ----------------------------------------------------------------
-
-
-@dataclass
-class FoundExport:
-    """An export named by a valid manifest of ours (the file itself may be missing)."""
-
-    path: ObjectStoragePath
-    manifest: dict[str, Any]
-    size: int | None  # None: the file is missing
-    has_checksum: bool
-    etag: str | None = None  # on object stores, from the listing
-
-
-@dataclass
-class Scan:
-    exports: list[FoundExport] = field(default_factory=list)
-    unproven: list[tuple[ObjectStoragePath, str]] = field(default_factory=list)  # (file, why)
-    partials: list[str] = field(default_factory=list)  # temporary files of copy attempts, relative to root
-    files_seen: int = 0
-
-
-def scan_exports(root: ObjectStoragePath, unproven_suffixes: tuple[str, ...] = (".tgz",)) -> Scan:
-    """Every export under ``root`` that carries an ``atlasflex-export/1`` manifest, plus the unproven ones.
-
-    Unproven: files ending with one of ``unproven_suffixes`` that have no valid manifest of ours,
-    and those whose manifest of ours is damaged. Hidden names (temporary copies) and other files
-    (foreign ``.json`` included) are left out.
-    """
-    etags: dict[str, str | None] = {}
-    listing: dict[str, int | None] = {}
-    for relative, size, etag in _files_under(root):
-        listing[relative], etags[relative] = size, etag
-    scan = Scan(files_seen=len(listing))
-    claimed: set[str] = set()
-    for relative in sorted(listing):
-        name = relative.rsplit("/", 1)[-1]
-        if not name.endswith(MANIFEST_SUFFIX) or name.startswith(".") or name == MANIFEST_SUFFIX:
-            continue
-        export_relative = relative[: -len(MANIFEST_SUFFIX)]
-        export_path = child_path(root, export_relative)
-        try:
-            if not _claims_to_be_ours(child_path(root, relative), listing[relative]):
-                continue
-            manifest = read_ours(export_path)
-        except FileNotFoundError:  # deleted since the listing
-            continue
-        except (ManifestError, OSError) as exc:
-            if export_relative in listing:
-                scan.unproven.append((export_path, f"its manifest is damaged: {exc}"))
-                claimed.add(export_relative)
-            continue
-        if manifest is None:  # deleted since the listing
-            continue
-        claimed.add(export_relative)
-        scan.exports.append(
-            FoundExport(
-                export_path,
-                manifest,
-                listing.get(export_relative),
-                f"{export_relative}{SHA256_SUFFIX}" in listing,
-                etags.get(export_relative),
-            )
-        )
-    for relative in sorted(listing):
-        name = relative.rsplit("/", 1)[-1]
-        if PARTIAL_NAME.fullmatch(name):
-            scan.partials.append(relative)
-        if relative not in claimed and not name.startswith(".") and name.endswith(unproven_suffixes):
-            scan.unproven.append((child_path(root, relative), f"no {name}{MANIFEST_SUFFIX} manifest of ours beside it"))
-    return scan
-
-
 def read_ours(path: ObjectStoragePath) -> dict[str, Any] | None:
     """``read_manifest`` plus the check that the manifest describes this very file (never another one)."""
     manifest = read_manifest(path)
@@ -357,99 +266,8 @@ def read_ours(path: ObjectStoragePath) -> dict[str, Any] | None:
     return manifest
 
 
-def _claims_to_be_ours(path: ObjectStoragePath, size: int | None) -> bool:
-    """Whether a ``.json`` declares our format; someone else's JSON (or a large file) is left alone."""
-    if size is not None and size > MAX_SIDECAR_BYTES:
-        return False
-    try:
-        with open_regular(path) as handle:
-            raw = handle.read(MAX_SIDECAR_BYTES + 1)
-    except NotRegularFile:  # replaced by a FIFO or a symlink since the listing: not ours to read
-        return False
-    if len(raw) > MAX_SIDECAR_BYTES:
-        return False
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return False
-    return isinstance(document, dict) and document.get("format") == MANIFEST_FORMAT
-
-
-def _files_under(root: ObjectStoragePath) -> Iterator[tuple[str, int | None, str | None]]:
-    """(path relative to root, size, ETag on object stores) of every file below ``root``, from one listing."""
-    base = root.path.rstrip("/")
-    for key, info in root.fs.find(root.path, detail=True).items():
-        if info.get("type") != "file":
-            continue
-        key = str(key)
-        if not key.startswith(base + "/"):
-            continue
-        size, etag = info.get("size"), info.get("ETag")
-        yield (
-            key[len(base) + 1 :],
-            int(size) if isinstance(size, int) else None,
-            etag.strip('"') if isinstance(etag, str) and etag.strip('" ') else None,
-        )
-
-
-def child_path(root: ObjectStoragePath, relative: str) -> ObjectStoragePath:
-    return root.joinpath(*relative.split("/"))
-
-
-# ---- input checks (before any I/O) ---------------------------------------------------------------
-
-
-def require_storage_path(value: Any, what: str, conn_id: Any, *, directory: bool) -> ObjectStoragePath:
-    """A concrete ``file://``/``s3://``/... URL or ObjectStoragePath, checked without touching storage."""
-    if conn_id is not None:
-        require_connection_id(conn_id, "dst_conn_id", "for the storage (e.g. an AWS connection for s3://), or be None")
-    example = "file:///backups/atlas" if directory else "file:///backups/atlas/alpha/2026-11-28/<snapshot>.tgz"
-    if isinstance(value, ObjectStoragePath):
-        text = str(value)
-    elif isinstance(value, str):
-        text = value
-        if not value.strip():
-            raise AtlasFlexConfigError(
-                f"{what} is empty (a template that rendered empty?); pass a URL such as {example!r}."
-            )
-        if value != value.strip():
-            raise AtlasFlexConfigError(f"{what} {value!r} starts or ends with whitespace; remove it.")
-        if any(marker in value for marker in ("{{", "{%", "{#")):
-            raise AtlasFlexConfigError(f"{what} {value!r} still holds a Jinja expression: it was not rendered.")
-        if "{" in value or "}" in value:
-            raise AtlasFlexConfigError(
-                f"{what} {value!r} holds a placeholder; name a concrete {'directory' if directory else 'file'} "
-                "(placeholders such as {cluster_name} are only filled in by the transfer)."
-            )
-        if "://" not in value:
-            raise AtlasFlexConfigError(f"{what} {value!r} has no scheme; write e.g. {example!r} or s3://bucket/prefix.")
-        if value.lower().startswith("file://") and not value[len("file://") :].startswith("/"):
-            raise AtlasFlexConfigError(
-                f"{what} {value!r} is not an absolute file URL; write three slashes (file:///...)."
-            )
-    else:
-        raise AtlasFlexConfigError(
-            f"{what} must be a URL string or an ObjectStoragePath, got {type(value).__name__} {value!r}."
-        )
-    if any(segment in (".", "..") for segment in text.split("://", 1)[-1].split("/")[1:]):
-        raise AtlasFlexConfigError(f"{what} {text!r} must not contain '.' or '..' path segments.")
-    if conn_id is not None:
-        try:
-            BaseHook.get_connection(conn_id)
-        except AirflowNotFoundException:
-            raise AtlasFlexConfigError(f"dst_conn_id {conn_id!r} is not a defined connection; create it.") from None
-    try:
-        path = value if isinstance(value, ObjectStoragePath) else ObjectStoragePath(value, conn_id=conn_id)
-        if not directory and (not path.name or path.name.startswith(".") or text.endswith("/")):
-            raise AtlasFlexConfigError(f"{what} {text!r} must end with the export's file name, e.g. {example!r}.")
-        if directory and not path.path.strip("/"):
-            raise AtlasFlexConfigError(f"{what} {text!r} is the root of the filesystem; name the exports' directory.")
-        path.fs  # noqa: B018 - resolves the filesystem: fails for a scheme nothing handles
-    except (ValueError, ImportError) as exc:
-        if isinstance(exc, AtlasFlexConfigError):
-            raise
-        raise AtlasFlexConfigError(
-            f"No filesystem handles {what} {text!r} ({exc}). Install the provider that adds its scheme "
-            "(e.g. pip install 'airflow-provider-atlasflex[s3]' for s3://) or use file://."
-        ) from None
-    return path
+def describe_failures(results: list[dict[str, Any]]) -> str:
+    """One line per failed file: path, status, and what differs."""
+    return "\n".join(
+        f"  {r['path']}: {r['status']}: {'; '.join(r['problems'])}" for r in results if r["status"] != VERIFIED
+    )

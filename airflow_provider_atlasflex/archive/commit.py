@@ -18,174 +18,52 @@ therefore writes its own temporary object, under a unique name, and publishes ex
   another subclass.
 
 The window between the publish and the sidecars (written by the caller): with ``hold_dst_lock`` a
-local commit takes an exclusive ``flock`` on ``.<name>.atlasflex-lock`` beside ``dst`` just before
-its publish and keeps it until :meth:`ExportCommit.release`, so two writers' publish-then-sidecars
-never interleave (retention takes the same lock, :class:`DestinationLock`, to delete an export). The wait
-for it is bounded (``lock_timeout``, default 5 minutes): a hung holder fails later writers with a
-retryable :class:`DestinationLockedError` naming the lock file instead of blocking them for ever. The caller re-checks :meth:`ExportCommit.still_published` and the sidecars before
+local commit takes the per-``dst`` lock (:class:`~.lock.DestinationLock`, ``.<name>.atlasflex-lock``
+beside ``dst``) just before its publish and keeps it until :meth:`ExportCommit.release`, so two
+writers' publish-then-sidecars never interleave (retention takes the same lock to delete an export).
+The wait for it is bounded (``lock_timeout``, default 5 minutes): a hung holder fails later writers
+with a retryable :class:`~.lock.DestinationLockedError` naming the lock file instead of blocking them
+for ever. The caller re-checks :meth:`ExportCommit.still_published` and the sidecars before
 reporting success. Where there are no locks (generic fsspec, S3, a filesystem without ``flock``)
 only that re-check remains: a writer overtaken in the window reports failure, but its sidecars may
 then sit beside the other writer's bytes until that writer's own sidecars land (or a retry); the
 verify operator reports such a mismatch.
 
-Leftovers of dead attempts (any name matching ``.*.atlasflex-partial`` in the directory) are swept
-when an attempt opens: on local disks as soon as no live process holds their lock; elsewhere once
-they are older than :data:`STALE_PARTIAL_AGE`. (On a network filesystem whose locks are not shared
-between hosts, a live attempt of another host can lose its temporary file this way: it then fails
-at its commit, which checks the file is still its own; it never publishes other bytes.)
+Leftovers of dead attempts are swept when an attempt opens (see :mod:`.partials`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
-import math
 import os
-import re
 import secrets
 import stat
-import time
 from abc import ABC, abstractmethod
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from airflow_provider_atlasflex.archive.local_disk import (
+    fsync_directory,
+    is_local,
+    lstat_or_none,
+    make_private_dirs,
+    same_file,
+    try_flock,
+)
+from airflow_provider_atlasflex.archive.lock import DestinationLock
+from airflow_provider_atlasflex.archive.partials import PARTIAL_SUFFIX, sweep_dead_partials_local, sweep_stale_partials
 from airflow_provider_atlasflex.defaults import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, DEFAULT_LOCK_TIMEOUT
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-PARTIAL_SUFFIX = ".atlasflex-partial"
-# Beside dst on local disks: held from just before the publish until the sidecars are written and re-checked.
-LOCK_SUFFIX = ".atlasflex-lock"
-# Any temporary object of ours, current (.<name>.<random>.atlasflex-partial) or from older versions.
-PARTIAL_NAME = re.compile(r"^\..+" + re.escape(PARTIAL_SUFFIX) + "$")
-# Where locks cannot tell a dead attempt from a live one, a temporary this old is abandoned: a live
-# copy keeps writing (its mtime moves) and cannot outlive its links (4 h each, one refresh).
-STALE_PARTIAL_AGE = 24 * 3600.0
-# How long a writer waits for the per-dst lock (DEFAULT_LOCK_TIMEOUT, in defaults): far longer than any publish
-# + sidecars (milliseconds), short enough that a hung holder fails the waiting task visibly, within its retries,
-# instead of holding its slot for ever.
-MAX_LOCK_TIMEOUT = 24 * 3600.0
-_LOCK_FIRST_PAUSE, _LOCK_MAX_PAUSE = 0.01, 1.0
-LOCAL_PROTOCOLS = ("file", "local")
-
 log = logging.getLogger(__name__)
 
 
 class DestinationExistsError(SnapshotTransferError):
     """``overwrite=False`` and ``dst`` exists: another writer committed first (nothing was replaced)."""
-
-
-class DestinationLockedError(SnapshotTransferError):
-    """The per-``dst`` lock stayed held by another process for the whole wait (retryable: nothing was changed)."""
-
-
-def check_lock_timeout(value: Any, what: str = "lock_timeout") -> float:
-    """Seconds to wait for the per-``dst`` lock: a finite number from 0 to :data:`MAX_LOCK_TIMEOUT`."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or not 0 <= value <= MAX_LOCK_TIMEOUT
-    ):
-        raise AtlasFlexConfigError(
-            f"{what} must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT:g} (default {DEFAULT_LOCK_TIMEOUT:g}: "
-            f"how long a copy waits for another task writing the same dst), got {value!r}."
-        )
-    return float(value)
-
-
-class DestinationLock:
-    """The per-``dst`` lock: an exclusive ``flock`` on ``.<name>.atlasflex-lock`` beside ``dst`` (local disks).
-
-    Taken by a commit from just before its publish until its sidecars are written and re-checked,
-    and by retention around the deletion of an export and its sidecars: whoever holds it sees the
-    file and its sidecars consistent. The wait is bounded (a hung holder, e.g. a stuck NFS write or
-    a SIGSTOPped task, must not block every later writer for ever, silently, holding a worker slot):
-    after ``timeout`` seconds :class:`DestinationLockedError` names the lock file. The lock is freed
-    by the kernel when its holder dies; a holder removes the lock file when it releases it (while
-    still holding it), and a waiter that then finds its name pointing elsewhere retries on the new file.
-    The lock file is never opened through a symlink and must be a regular file.
-    """
-
-    def __init__(self, dst_path: str, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
-        directory, name = os.path.split(dst_path)
-        self.dst_path = dst_path
-        self.path = os.path.join(directory, f".{name}{LOCK_SUFFIX}")
-        self.file_mode = file_mode
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self, timeout: float, *, waiting_for: str) -> bool:
-        """Take the lock, waiting at most ``timeout`` seconds (0: one try); False if the filesystem has no locks.
-
-        ``waiting_for`` says what the caller needs it for, in the one log line written while waiting.
-        Raises :class:`DestinationLockedError` when another process holds it for the whole wait.
-        """
-        if self._fd is not None:
-            return True
-        deadline = time.monotonic() + timeout
-        pause, announced = _LOCK_FIRST_PAUSE, False
-        for _ in range(1000):  # a new lock file per release by a holder: bounded, like the wait itself
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode)
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise SnapshotTransferError(f"{self.path} is not a regular file: refusing it as the lock of {self.dst_path}")
-                while (taken := _try_lock(fd)) is False:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise DestinationLockedError(self._held_too_long(timeout))
-                    if not announced:
-                        announced = True
-                        log.info(
-                            "Waiting up to %g s for the lock %s to %s: another task or process is writing or "
-                            "deleting %s right now",
-                            timeout, self.path, waiting_for, self.dst_path,
-                        )
-                    time.sleep(min(pause, remaining))
-                    pause = min(pause * 2, _LOCK_MAX_PAUSE)
-                if taken is None:
-                    with contextlib.suppress(OSError):  # nothing to hold: leave no lock file behind
-                        if _same_inode(os.fstat(fd), _lstat(self.path)):
-                            os.unlink(self.path)
-                    os.close(fd)
-                    log.warning("%s has no file locks: the export and its sidecars are re-checked, not locked", self.path)
-                    return False
-                if _same_inode(os.fstat(fd), _lstat(self.path)):
-                    self._fd = fd
-                    return True
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)  # its holder removed it while we waited: take the new one
-        raise SnapshotTransferError(f"could not take the lock {self.path} of {self.dst_path}: it keeps being replaced")
-
-    def release(self) -> None:
-        """Remove the lock file while still holding it, then let go; idempotent."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                if _same_inode(os.fstat(fd), _lstat(self.path)):
-                    os.unlink(self.path)  # while still holding it: waiters then retry on a new file
-            except OSError as exc:  # the export is committed either way; a stale lock file is harmless
-                log.warning("Could not remove the lock file %s: %s", self.path, exc)
-            finally:
-                os.close(fd)  # releases the flock
-
-    def _held_too_long(self, timeout: float) -> str:
-        return (
-            f"gave up after {timeout:g} s waiting for the lock {self.path}: another task or process is still "
-            f"writing (or deleting) {self.dst_path} and held the lock all that time. Nothing was changed; retry "
-            "later. If no other task should be writing it, look for a stuck one (a hung network-filesystem write, a "
-            "stopped or zombie task) holding it, e.g. with `fuser -v` or `lsof` on the lock file, and stop it: the "
-            "lock frees itself when its holder dies. Raise lock_timeout to wait longer."
-        )
 
 
 def check_modes(file_mode: Any, dir_mode: Any) -> None:
@@ -203,10 +81,6 @@ def check_modes(file_mode: Any, dir_mode: Any) -> None:
             raise AtlasFlexConfigError(
                 f"{name}={mode:#o} lets every local user modify backups; drop the world-writable bit (e.g. {owner:#o})."
             )
-
-
-def is_local(path: ObjectStoragePath) -> bool:
-    return path.protocol in LOCAL_PROTOCOLS
 
 
 def refuse_unsafe_destination(dst: ObjectStoragePath) -> bool:
@@ -360,7 +234,7 @@ class LocalExportCommit(ExportCommit):
                 self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, self.file_mode
             )
             try:
-                if _try_lock(fd) is not False and _same_inode(os.fstat(fd), _lstat(self._tmp)):
+                if try_flock(fd) is not False and same_file(os.fstat(fd), lstat_or_none(self._tmp)):
                     os.fchmod(fd, self.file_mode)  # exact mode, whatever the umask
                     st = os.fstat(fd)
                     self._fd, self._inode = fd, (st.st_dev, st.st_ino)
@@ -385,7 +259,7 @@ class LocalExportCommit(ExportCommit):
         written = os.fstat(fd).st_size
         if written != size:
             raise SnapshotTransferError(f"the temporary file holds {written} bytes, not the {size} verified; not committed")
-        if not _same_inode(os.fstat(fd), _lstat(self._tmp)):
+        if not same_file(os.fstat(fd), lstat_or_none(self._tmp)):
             raise SnapshotTransferError(
                 f"the temporary file {self._tmp} was replaced or removed by another process; not committed. Keep "
                 "the destination directory private to the Airflow user."
@@ -393,7 +267,7 @@ class LocalExportCommit(ExportCommit):
         if self.hold_dst_lock:
             self._lock_dst()
         if self.overwrite:
-            existing = _lstat(self._dst)
+            existing = lstat_or_none(self._dst)
             if existing is not None:
                 _refuse_non_file(self.dst, existing.st_mode)
             os.replace(self._tmp, self._dst)
@@ -409,7 +283,7 @@ class LocalExportCommit(ExportCommit):
             )
 
     def still_published(self) -> bool:
-        published = _lstat(self._dst)
+        published = lstat_or_none(self._dst)
         return self.committed and published is not None and (published.st_dev, published.st_ino) == self._inode
 
     def _lock_dst(self) -> None:
@@ -436,7 +310,7 @@ class LocalExportCommit(ExportCommit):
                 raise
             # No hard links here (some network or FAT filesystems): check, then rename; not atomic.
             log.warning("%s does not support hard links; committing by check-then-rename", self._directory)
-            if _lstat(self._dst) is not None:
+            if lstat_or_none(self._dst) is not None:
                 raise DestinationExistsError(
                     f"{self.dst} appeared while copying (another writer committed first) and overwrite=False"
                 ) from None
@@ -447,7 +321,7 @@ class LocalExportCommit(ExportCommit):
     def abort(self) -> None:
         """Remove this attempt's temporary file, only if its name still points at our file."""
         if self._fd is not None:
-            current = _lstat(self._tmp)
+            current = lstat_or_none(self._tmp)
             if current is not None and (current.st_dev, current.st_ino) == self._inode:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._tmp)
@@ -500,150 +374,3 @@ class FsspecExportCommit(ExportCommit):
         with contextlib.suppress(OSError, FileNotFoundError):
             if self.temporary.exists():
                 self.temporary.unlink()
-
-
-# ---- local helpers ---------------------------------------------------------------------------
-
-
-def make_private_dirs(directory: str, dir_mode: int) -> list[str]:
-    """Create ``directory`` and missing parents with exactly ``dir_mode``; return those created."""
-    missing: list[str] = []
-    current = os.path.abspath(directory)
-    while not os.path.isdir(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    created = []
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, dir_mode)
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
-            continue  # another writer made it
-        os.chmod(path, dir_mode)
-        created.append(path)
-    # Every new entry must be durable in its parent: alpha/ in the root AND 2026-11-28/ in alpha/.
-    for path in created:
-        fsync_directory(os.path.dirname(path))
-    return created
-
-
-def fsync_directory(directory: str) -> None:
-    """Make a rename, link or create in ``directory`` durable (a no-op where directories cannot be fsynced)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def sweep_dead_partials_local(
-    directory: str, max_age: float = STALE_PARTIAL_AGE, *, remove: bool = True
-) -> list[str]:
-    """Remove our temporary files in ``directory`` whose attempt is dead (its lock is free).
-
-    Where the filesystem has no locks, only age can tell: files older than ``max_age`` are removed.
-    Only regular files owned by this user are touched; a live attempt holds its lock, so it is
-    never removed, however old its file. Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
-    """
-    removed: list[str] = []
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return removed
-    for name in names:
-        if PARTIAL_NAME.fullmatch(name) and _remove_if_dead(os.path.join(directory, name), max_age, remove):
-            removed.append(name)
-    return removed
-
-
-def _remove_if_dead(path: str, max_age: float, remove: bool = True) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False  # gone, a symlink, or not ours to open
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
-            return False
-        # Lock free: its attempt is dead. Held: alive, whatever its age. No locks here: only age can tell.
-        lock = _try_lock(fd)
-        dead = lock is True or (lock is None and time.time() - st.st_mtime > max_age)
-        if not dead or not _same_inode(st, _lstat(path)):
-            return False
-        if remove:
-            os.unlink(path)
-            log.warning("Removed %s, the temporary file of an earlier attempt that did not finish", path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def sweep_stale_partials(
-    directory: ObjectStoragePath, max_age: float = STALE_PARTIAL_AGE, *, remove: bool = True
-) -> list[str]:
-    """Remove our temporary objects under ``directory`` older than ``max_age`` (filesystems without locks).
-
-    Returns the names removed (with ``remove=False``: those it would remove, for a dry run).
-    """
-    removed: list[str] = []
-    try:
-        entries = directory.fs.ls(directory.path, detail=True)
-    except (OSError, ValueError):
-        return removed
-    now = time.time()
-    for entry in entries:
-        name = str(entry.get("name", "")).rstrip("/").rsplit("/", 1)[-1]
-        modified = _entry_time(entry)
-        if entry.get("type") != "file" or not PARTIAL_NAME.fullmatch(name) or modified is None:
-            continue
-        if now - modified > max_age and not remove:
-            removed.append(name)
-        elif now - modified > max_age:
-            with contextlib.suppress(OSError, FileNotFoundError):
-                directory.fs.rm(entry["name"])
-                log.warning("Removed %s/%s, a temporary object older than %d h", directory, name, max_age // 3600)
-                removed.append(name)
-    return removed
-
-
-def _entry_time(entry: dict[str, Any]) -> float | None:
-    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
-        value = entry.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, datetime):
-            return value.timestamp()
-    return None
-
-
-def _try_lock(fd: int) -> bool | None:
-    """Take the attempt lock: True if taken, False if a live attempt holds it, None if the filesystem has no locks."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except OSError as exc:
-        if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
-            return None
-        raise
-    return True
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _same_inode(a: os.stat_result, b: os.stat_result | None) -> bool:
-    return b is not None and stat.S_ISREG(b.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

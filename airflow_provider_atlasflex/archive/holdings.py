@@ -22,8 +22,8 @@ from airflow_provider_atlasflex.archive.manifest import dated_in_future, taken_a
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-    from airflow_provider_atlasflex.archive.check import FoundExport
     from airflow_provider_atlasflex.archive.keys import KeyRing
+    from airflow_provider_atlasflex.archive.scan import FoundExport
 
 __all__ = ["HeldExport", "Holdings", "archive_holdings"]
 
@@ -73,8 +73,8 @@ class Holdings:
 def archive_holdings(root: ObjectStoragePath, now: datetime, keys: KeyRing | None = None) -> Holdings:
     """One listing of ``root`` (and two small reads per manifest): the exports that cover their cluster."""
     from airflow_provider_atlasflex.archive.at_rest import plain_url
-    from airflow_provider_atlasflex.archive.check import scan_exports
     from airflow_provider_atlasflex.archive.keys import KeyRing
+    from airflow_provider_atlasflex.archive.scan import scan_exports
 
     keys = keys or KeyRing()
     holdings = Holdings({}, [])

@@ -26,28 +26,21 @@ needs the upload and its verified parts, so wrong bytes are never published. A l
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from airflow_provider_atlasflex.archive.commit import DestinationExistsError, ExportCommit
+from airflow_provider_atlasflex.archive.s3_parts import MAX_PART_SIZE, MIB, PART_SIZE, Part, PartWriter
 from airflow_provider_atlasflex.exceptions import DestinationMissingError, SnapshotTransferError
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-MIB = 1024 * 1024
 S3_PROTOCOLS = ("s3", "s3a", "s3n")
-PART_SIZE = 8 * MIB
-MAX_PART_SIZE = 64 * MIB
-PARTS_PER_SIZE_STEP = 1000  # the part size doubles after each 1000 parts, up to MAX_PART_SIZE
-MAX_PARTS = 10_000
 # A live writer touches its upload at least this often; one idle for STALE_UPLOAD_AGE is dead. With
 # Airflow's default retry_delay (5 minutes) a retry therefore removes the upload of the try before it.
 HEARTBEAT_INTERVAL = 30.0
@@ -62,19 +55,6 @@ log = logging.getLogger(__name__)
 def is_s3(path: ObjectStoragePath) -> bool:
     """Whether ``path`` lives on an S3 (or S3-compatible) store reached through s3fs."""
     return path.protocol in S3_PROTOCOLS and callable(getattr(path.fs, "call_s3", None))
-
-
-def part_size_for(part_number: int, base: int = PART_SIZE) -> int:
-    """The size of part ``part_number`` (1-based): ``base``, doubling after each 1000 parts, at most 64 MiB."""
-    return min(MAX_PART_SIZE, base << ((part_number - 1) // PARTS_PER_SIZE_STEP))
-
-
-@dataclass(frozen=True)
-class _Part:
-    number: int
-    size: int
-    etag: str
-    md5: str
 
 
 class S3MultipartExportCommit(ExportCommit):
@@ -106,7 +86,7 @@ class S3MultipartExportCommit(ExportCommit):
         self.bucket, self.key, _ = self.fs.split_path(dst.path)
         self.upload_id: str | None = None
         self.etag: str | None = None
-        self._writer: _PartWriter | None = None
+        self._writer: PartWriter | None = None
 
     # ---- the ExportCommit protocol -----------------------------------------------------------
 
@@ -139,7 +119,7 @@ class S3MultipartExportCommit(ExportCommit):
     def output(self) -> BinaryIO:
         """A writer from byte 0; a previous writer's upload (a download that restarted) is aborted first."""
         self._discard_writer()
-        self._writer = _PartWriter(self)
+        self._writer = PartWriter(self)
         return cast(BinaryIO, self._writer)
 
     def commit(self, size: int) -> None:
@@ -252,14 +232,14 @@ class S3MultipartExportCommit(ExportCommit):
         self.upload_id = str(made["UploadId"])
         return self.upload_id
 
-    def _upload_part(self, upload_id: str, number: int, data: bytes) -> _Part:
+    def _upload_part(self, upload_id: str, number: int, data: bytes) -> Part:
         try:
             answer = self._call(
                 "upload_part", Bucket=self.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=data
             )
         except FileNotFoundError:
             raise self._upload_gone_error() from None
-        part = _Part(number, len(data), str(answer["ETag"]), hashlib.md5(data, usedforsecurity=False).hexdigest())
+        part = Part(number, len(data), str(answer["ETag"]), hashlib.md5(data, usedforsecurity=False).hexdigest())
         if _etag_is_md5(answer) and answer["ETag"].strip('"') != part.md5:
             raise SnapshotTransferError(
                 f"the store acknowledged part {number} of {self.dst} with ETag {answer['ETag']}, not the MD5 of the "
@@ -292,7 +272,7 @@ class S3MultipartExportCommit(ExportCommit):
         if self.etag and _etag_is_md5(answer) and not _same_etag(self.etag, hashlib.md5(data, usedforsecurity=False).hexdigest()):
             raise SnapshotTransferError(f"the store stored {self.dst} with ETag {self.etag}, not the MD5 of the bytes sent")
 
-    def _verify_parts(self, writer: _PartWriter) -> None:
+    def _verify_parts(self, writer: PartWriter) -> None:
         """The store holds exactly the parts this attempt sent: same numbers, sizes and ETags."""
         assert writer.upload_id is not None
         try:
@@ -307,7 +287,7 @@ class S3MultipartExportCommit(ExportCommit):
                     f"({part.size} bytes, ETag {part.etag}); nothing was committed"
                 )
 
-    def _complete(self, writer: _PartWriter, size: int) -> None:
+    def _complete(self, writer: PartWriter, size: int) -> None:
         assert writer.upload_id is not None
         condition = {} if self.overwrite else {"IfNoneMatch": "*"}
         parts = [{"PartNumber": p.number, "ETag": p.etag} for p in writer.parts]
@@ -335,7 +315,7 @@ class S3MultipartExportCommit(ExportCommit):
         self.etag = str(answer.get("ETag") or writer.multipart_etag())
         self.upload_id = None
 
-    def _holds_our_parts(self, writer: _PartWriter, size: int) -> bool:
+    def _holds_our_parts(self, writer: PartWriter, size: int) -> bool:
         try:
             head = self._call("head_object", Bucket=self.bucket, Key=self.key)
         except FileNotFoundError:
@@ -362,7 +342,7 @@ class S3MultipartExportCommit(ExportCommit):
 
     # ---- writer lifecycle ----------------------------------------------------------------------
 
-    def _require_writer(self) -> _PartWriter:
+    def _require_writer(self) -> PartWriter:
         if self._writer is None:
             raise RuntimeError("S3MultipartExportCommit.output() was not called, or the commit is finished")
         return self._writer
@@ -374,104 +354,6 @@ class S3MultipartExportCommit(ExportCommit):
             if writer.upload_id is not None:
                 self._abort_upload(writer.upload_id)
         self.upload_id = None
-
-
-class _PartWriter(io.RawIOBase):
-    """The file the download writes: buffers one part, uploads it, keeps the upload alive while idle.
-
-    ``close()`` uploads nothing: the tail waits for :meth:`S3MultipartExportCommit.commit` so a failed
-    download costs no extra request, and nothing is ever completed here.
-    """
-
-    def __init__(self, owner: S3MultipartExportCommit) -> None:
-        super().__init__()
-        self._owner = owner
-        self._buffer = bytearray()
-        self._lock = threading.Lock()  # one request at a time: a part or a heartbeat
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
-        self._last_sent = time.monotonic()
-        self.upload_id: str | None = None
-        self.parts: list[_Part] = []
-        self.written = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        self._buffer += view
-        self.written += len(view)
-        while len(self._buffer) >= self._next_size():
-            self._send(self._next_size())
-        return len(view)
-
-    def _next_size(self) -> int:
-        return part_size_for(len(self.parts) + 1, self._owner.part_size)
-
-    def _send(self, size: int) -> None:
-        data = bytes(self._buffer[:size])
-        with self._lock:
-            if self.upload_id is None:
-                self.upload_id = self._owner._create_upload()
-                self._start_heartbeat()
-            number = len(self.parts) + 1
-            if number > MAX_PARTS:
-                raise SnapshotTransferError(f"the export of {self._owner.dst} needs more than {MAX_PARTS} parts")
-            self.parts.append(self._owner._upload_part(self.upload_id, number, data))
-            self._last_sent = time.monotonic()
-        del self._buffer[:size]
-
-    def flush_tail(self) -> None:
-        if self._buffer:
-            self._send(len(self._buffer))
-
-    def take_tail(self) -> bytes:
-        data, self._buffer = bytes(self._buffer), bytearray()
-        return data
-
-    def multipart_etag(self) -> str:
-        """The ETag S3 gives the completed object: MD5 of the parts' MD5s, then ``-<count>``."""
-        digest = hashlib.md5(b"".join(bytes.fromhex(p.md5) for p in self.parts), usedforsecurity=False)
-        return f'"{digest.hexdigest()}-{len(self.parts)}"'
-
-    # ---- heartbeat ---------------------------------------------------------------------------
-
-    def _start_heartbeat(self) -> None:
-        interval = self._owner.heartbeat_interval
-        if interval <= 0:
-            return
-        self._heartbeat = threading.Thread(target=self._beat, args=(interval,), name="atlasflex-s3-heartbeat", daemon=True)
-        self._heartbeat.start()
-
-    def _beat(self, interval: float) -> None:
-        while not self._stop.wait(interval / 2):
-            if time.monotonic() - self._last_sent < interval or not self._lock.acquire(blocking=False):
-                continue
-            try:
-                if self.upload_id is None or self._stop.is_set():
-                    continue
-                # The bytes waiting for the next part, as that part: the full part replaces it later, and
-                # completion lists only the parts this writer recorded.
-                self._owner._call(
-                    "upload_part",
-                    Bucket=self._owner.bucket,
-                    Key=self._owner.key,
-                    UploadId=self.upload_id,
-                    PartNumber=len(self.parts) + 1,
-                    Body=bytes(self._buffer),
-                )
-                self._last_sent = time.monotonic()
-            except Exception as exc:  # noqa: BLE001 - a missed heartbeat only risks this attempt, never data
-                log.debug("Heartbeat of the upload to %s failed: %s", self._owner.dst, exc)
-            finally:
-                self._lock.release()
-
-    def stop_heartbeat(self) -> None:
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-            self._heartbeat = None
 
 
 def _error_code(exc: BaseException) -> str | None:

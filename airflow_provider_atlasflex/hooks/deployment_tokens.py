@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_atlasflex.compat import mask_secret
-from airflow_provider_atlasflex.hooks.service_account import CachedToken
+from airflow_provider_atlasflex.hooks.oauth_token import CachedToken
 
 if TYPE_CHECKING:
     from airflow_provider_atlasflex.hooks.connection_config import AtlasConnectionConfig

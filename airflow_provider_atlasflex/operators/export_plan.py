@@ -126,9 +126,9 @@ class AtlasFlexExportPlanOperator(BaseOperator):
         bound = self.max_backfill
         if isinstance(bound, bool) or not isinstance(bound, int) or bound < 0:
             raise AtlasFlexConfigError(f"max_backfill must be a whole number of 0 or more, got {bound!r}.")
-        from airflow_provider_atlasflex.archive.check import require_storage_path
         from airflow_provider_atlasflex.archive.holdings import archive_holdings
         from airflow_provider_atlasflex.archive.keys import KeyRing
+        from airflow_provider_atlasflex.archive.storage_url import require_storage_path
         from airflow_provider_atlasflex.restore_jobs import utcnow
 
         root = require_storage_path(self.archive_root, "archive_root", self.archive_conn_id, directory=True)

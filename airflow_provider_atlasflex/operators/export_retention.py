@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
+from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.operators.export_verify import check_chunk_size
 from airflow_provider_atlasflex.validation import require_bool, require_positive_number
 
-# archive.check, .manifest and .commit are imported when the task runs, not here: DAG files
-# import this module on every parse. Tests replace their functions there (archive.check.scan_exports).
+# archive.scan, .check, .manifest and .deletion are imported when the task runs, not here: DAG files
+# import this module on every parse. Tests replace their functions there (archive.scan.scan_exports).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
-    from airflow_provider_atlasflex.archive.check import FoundExport, Scan
+    from airflow_provider_atlasflex.archive.scan import FoundExport, Scan
 
 VERIFY_MODES = ("size", "full")
 # How long a deletion waits for a writer holding the export's per-dst lock before leaving it to the next run:
@@ -60,7 +60,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
       re-checked): if the export was re-committed since the listing (another snapshot id or
       sha256, or a file back in place), nothing more of it is deleted and the next run judges it.
     * on local disks each export is deleted holding its per-``dst`` lock, the one a copy holds
-      from its publish until its sidecars are written (:class:`~.commit.DestinationLock`): a copy
+      from its publish until its sidecars are written (:class:`~.lock.DestinationLock`): a copy
       re-committing the same name never interleaves with the deletion (no file left without its
       manifest, no fresh export deleted half-way). An export whose lock a writer holds for more
       than a few seconds is skipped (logged) and judged by the next run.
@@ -133,16 +133,18 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
             raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
         require_bool(self.is_dry_run, "dry_run")
         check_chunk_size(self.chunk_size)
-        from airflow_provider_atlasflex.archive.check import require_storage_path
+        from airflow_provider_atlasflex.archive.storage_url import require_storage_path
 
         return require_storage_path(self.root, "root", self.dst_conn_id, directory=True)
 
     def execute(self, context: Context) -> dict[str, Any]:
         root = self._check_arguments()
-        from airflow_provider_atlasflex.archive.check import ExportReadError, scan_exports
+        from airflow_provider_atlasflex.archive.check import ExportReadError
+        from airflow_provider_atlasflex.archive.deletion import changed_since_listing
         from airflow_provider_atlasflex.archive.keys import KeyRing
         from airflow_provider_atlasflex.archive.manifest import dated_in_future
         from airflow_provider_atlasflex.archive.proof import at_rest_problem, signature_problem
+        from airflow_provider_atlasflex.archive.scan import scan_exports
 
         now = datetime.now(timezone.utc)
         self._keys = KeyRing()
@@ -177,7 +179,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 continue
             problem = at_rest_problem(found.path, found.manifest, found.size, self._keys, found.etag)
             if problem is not None:
-                changed = self._changed_since_listing(found, file_gone=False)
+                changed = changed_since_listing(found, file_gone=False)
                 if changed is not None:  # a commit landing now: not a stranger's file
                     self.log.info("Not judging %s now: %s; the next run judges it", found.path, changed)
                     report["kept"].append(_entry(found, None, f"changed since the listing ({changed})"))
@@ -309,113 +311,23 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         return taken_at(found.manifest)
 
     def _delete(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
-        """File, then ``.sha256``, then the manifest, holding the export's per-``dst`` lock (local disks).
-
-        Before each unlink the export is checked against the listing (:meth:`_changed_since_listing`),
-        so a re-commit at the same path since then loses nothing. Returns False when the export was
-        left alone for that reason or because a writer holds its lock; a failed unlink is added to ``errors``.
-        """
+        """Delete ``found`` and its sidecars safely (see :func:`~airflow_provider_atlasflex.archive.deletion.delete_export`)."""
         if self.is_dry_run:
             return True
-        from airflow_provider_atlasflex.archive.commit import DestinationLock, DestinationLockedError, is_local
+        from airflow_provider_atlasflex.archive.deletion import delete_export
 
-        lock = DestinationLock(str(found.path.path)) if is_local(found.path) else None
-        if lock is not None:
-            try:
-                lock.acquire(RETENTION_LOCK_WAIT, waiting_for="delete it and its sidecars")
-            except DestinationLockedError:
-                self.log.warning(
-                    "Not deleting %s now: a copy task holds its lock %s (it is committing this export); "
-                    "the next run judges it",
-                    found.path,
-                    lock.path,
-                )
-                return False
-            except FileNotFoundError:  # its directory is gone, and the export with it: nothing to delete unlocked
-                self.log.warning("Not deleting %s now: its directory is gone; the next run judges it", found.path)
-                return False
-            except (OSError, SnapshotTransferError) as exc:
-                self.log.error("Not deleting %s: its lock %s cannot be taken: %s", found.path, lock.path, exc)
-                errors.append(f"  {found.path}: its lock {lock.path} cannot be taken: {exc}")
-                return False
-        try:
-            return self._delete_unlocked(found, errors, export_too=export_too)
-        finally:
-            if lock is not None:
-                lock.release()
-
-    def _delete_unlocked(self, found: FoundExport, errors: list[str], *, export_too: bool) -> bool:
-        from airflow_provider_atlasflex.archive.manifest import sidecar_paths
-
-        export = found.path
-        sidecars = sidecar_paths(export)
-        for path in ((export,) if export_too else ()) + (sidecars.sha256, sidecars.manifest):
-            changed = self._changed_since_listing(found, file_gone=path is not export)
-            if changed is not None:
-                self.log.warning(
-                    "Not deleting %s: %s changed since the listing (%s; re-committed?); the next run judges it",
-                    path,
-                    export,
-                    changed,
-                )
-                return False
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                self.log.error("Could not delete %s: %s; its manifest is kept so the next run retries", path, exc)
-                errors.append(f"  {path}: {exc.strerror or exc}")
-                return True
-            self.log.info("Deleted %s", path)
-        return True
-
-    def _changed_since_listing(self, found: FoundExport, *, file_gone: bool) -> str | None:
-        """Why the export at ``found.path`` is not the one listed any more (None: it still is)."""
-        from airflow_provider_atlasflex.archive.check import read_ours
-        from airflow_provider_atlasflex.archive.manifest import ManifestError
-
-        try:
-            manifest = read_ours(found.path)
-        except (ManifestError, OSError) as exc:
-            return f"its manifest cannot be read now: {exc}"
-        if manifest is None:  # deleted by a racing retention run, unless a new commit's file is there
-            return "its manifest is gone and a file is in place" if found.path.exists() else None
-        for key in ("snapshot_id", "sha256"):
-            if manifest[key] != found.manifest[key]:
-                return f"its manifest now records {key} {manifest[key]}, not {found.manifest[key]}"
-        if manifest != found.manifest:
-            return "its manifest was rewritten"
-        if not file_gone and found.size is not None:
-            try:
-                size = found.path.fs.size(found.path.path)
-            except OSError as exc:
-                return f"its size cannot be read now: {exc}"
-            if size != found.size:
-                return f"it now has {size} bytes, not the {found.size} listed"
-        if file_gone and found.path.exists():
-            return "the export file is back in place"
-        return None
+        return delete_export(found, errors, export_too=export_too, lock_wait=RETENTION_LOCK_WAIT, log=self.log)
 
     def _sweep_partials(self, root: ObjectStoragePath, scan: Scan) -> list[str]:
         """Sweep (or, dry run, report) dead ``.*.atlasflex-partial`` files in the directories that hold any."""
-        from airflow_provider_atlasflex.archive.check import child_path
-        from airflow_provider_atlasflex.archive.commit import (
-            is_local,
-            sweep_dead_partials_local,
-            sweep_stale_partials,
-        )
+        from airflow_provider_atlasflex.archive.partials import sweep_dead_partials
+        from airflow_provider_atlasflex.archive.scan import child_path
 
         directories = sorted({relative.rpartition("/")[0] for relative in scan.partials})
         swept: list[str] = []
         for relative in directories:
             directory = child_path(root, relative) if relative else root
-            remove = not self.is_dry_run
-            if is_local(directory):
-                names = sweep_dead_partials_local(str(directory.path), remove=remove)
-            else:
-                names = sweep_stale_partials(directory, remove=remove)
-            for name in sorted(names):
+            for name in sorted(sweep_dead_partials(directory, remove=not self.is_dry_run)):
                 path = directory / name
                 self.log.warning(
                     "%s %s: the temporary file of a copy attempt that died",
@@ -424,7 +336,6 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 )
                 swept.append(str(path))
         return swept
-
 
 def _text_hint(value: Any) -> str:
     if isinstance(value, str):

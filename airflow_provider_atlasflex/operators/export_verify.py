@@ -11,8 +11,8 @@ from airflow_provider_atlasflex.defaults import DEFAULT_VERIFY_CHUNK_SIZE, MIB
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.validation import require_bool
 
-# archive.check (the re-read and the scan) is imported when the task runs, not here: DAG files
-# import this module on every parse. Tests replace its functions there (archive.check.verify_export).
+# archive.check (the re-read) and archive.scan are imported when the task runs, not here: DAG files import
+# this module on every parse. Tests replace their functions there (archive.check.verify_export).
 if TYPE_CHECKING:
     from airflow.sdk import Context, ObjectStoragePath
 
@@ -69,7 +69,7 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
 
     def _check_arguments(self) -> tuple[ObjectStoragePath, bool]:
         """The path to read and whether it is a scrub root; refuses bad input before any I/O."""
-        from airflow_provider_atlasflex.archive.check import require_storage_path
+        from airflow_provider_atlasflex.archive.storage_url import require_storage_path
 
         if (self.path is None) == (self.root is None):
             raise AtlasFlexConfigError(
@@ -94,9 +94,9 @@ class AtlasFlexExportVerifyOperator(BaseOperator):
             ExportReadError,
             ExportVerificationError,
             describe_failures,
-            scan_exports,
             verify_export,
         )
+        from airflow_provider_atlasflex.archive.scan import scan_exports
 
         if is_root:
             scan = scan_exports(target, tuple(self.unproven_suffixes))

@@ -144,8 +144,8 @@ class AtlasFlexProtectionCheckOperator(AtlasFlexClusterDiscoveryOperator):
                 "require_completed_snapshot must stay True for the protection check: it judges each cluster from "
                 "its snapshot listing."
             )
-        from airflow_provider_atlasflex.archive.check import require_storage_path
         from airflow_provider_atlasflex.archive.holdings import archive_holdings
+        from airflow_provider_atlasflex.archive.storage_url import require_storage_path
         from airflow_provider_atlasflex.restore_jobs import utcnow
 
         root = require_storage_path(self.archive_root, "archive_root", self.archive_conn_id, directory=True)

@@ -10,12 +10,16 @@ import re
 import stat
 import string
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook, ObjectStoragePath
 
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException, AtlasFlexConfigError
 from airflow_provider_atlasflex.validation import require_connection_id
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
 
 PLACEHOLDERS = ("cluster_name", "snapshot_id", "restore_job_id", "date")
 _WRITTEN_AS = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
@@ -91,6 +95,14 @@ def resolve_destination(dst: str | ObjectStoragePath, dst_conn_id: str | None, v
     _reject_parent_segments(str(path))
     _require_file_name(str(path), path.name)
     return path
+
+
+def run_date(context: Context) -> str:
+    """The run's date for ``{date}``: the logical date, or when the run was due for runs without one."""
+    when = context.get("logical_date") or getattr(context.get("dag_run"), "run_after", None)
+    if when is None:
+        when = datetime.now(timezone.utc)
+    return when.strftime("%Y-%m-%d")
 
 
 def _placeholders(dst: str) -> list[str]:

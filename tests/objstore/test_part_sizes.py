@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_atlasflex.archive.object_store_commit import MAX_PART_SIZE, MAX_PARTS, MIB, part_size_for
+from airflow_provider_atlasflex.archive.s3_parts import MAX_PART_SIZE, MAX_PARTS, MIB, part_size_for
 
 
 def test_parts_start_at_8_mib_and_double_every_1000_parts_up_to_64_mib():

@@ -12,10 +12,11 @@ from typing import Any
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_atlasflex.archive.check import scan_exports, verify_export
+from airflow_provider_atlasflex.archive.check import verify_export
 from airflow_provider_atlasflex.archive.keys import KeyRing
 from airflow_provider_atlasflex.archive.manifest import read_manifest
 from airflow_provider_atlasflex.archive.proof import at_rest_problem
+from airflow_provider_atlasflex.archive.scan import scan_exports
 from tests.objstore.conftest import S3Server
 from tests.objstore.test_s3_export import MIB, RUN_DATE, copy, request_link
 from tests.reliability.registry import reliability

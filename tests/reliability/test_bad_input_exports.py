@@ -19,6 +19,7 @@ import pytest
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_atlasflex.archive import check as export_check
+from airflow_provider_atlasflex.archive import scan as export_scan
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
 from airflow_provider_atlasflex.operators.export_retention import AtlasFlexExportRetentionOperator
 from airflow_provider_atlasflex.operators.export_verify import AtlasFlexExportVerifyOperator
@@ -52,9 +53,9 @@ class StorageGuard:
 
         monkeypatch.setattr(socket.socket, "connect", refuse_connect)
         monkeypatch.setattr(socket.socket, "connect_ex", refuse_connect)
-        # The operators import these from export_check when they run, so replacing them there is enough.
-        for name in ("scan_exports", "verify_export", "check_content"):
-            monkeypatch.setattr(export_check, name, self._recorder(name))
+        # The operators import these from export_scan and export_check when they run, so replacing them there is enough.
+        for module, name in ((export_scan, "scan_exports"), (export_check, "verify_export"), (export_check, "check_content")):
+            monkeypatch.setattr(module, name, self._recorder(name))
 
     def _recorder(self, name: str) -> Any:
         def record(*args: Any, **kwargs: Any) -> Any:

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_atlasflex.archive import commit as commit_module
-from airflow_provider_atlasflex.archive.commit import PARTIAL_SUFFIX, LocalExportCommit
+from airflow_provider_atlasflex.archive.commit import LocalExportCommit
 from airflow_provider_atlasflex.archive.manifest import MANIFEST_FORMAT, read_manifest, sidecar_paths
+from airflow_provider_atlasflex.archive.partials import PARTIAL_SUFFIX
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotTransferError
 from airflow_provider_atlasflex.version import __version__
 from tests.reliability.conftest import files_under

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_atlasflex.archive import commit as commit_module
-from airflow_provider_atlasflex.archive.commit import PARTIAL_SUFFIX, LocalExportCommit
+from airflow_provider_atlasflex.archive import local_disk
+from airflow_provider_atlasflex.archive import partials as partials_module
+from airflow_provider_atlasflex.archive.commit import LocalExportCommit
+from airflow_provider_atlasflex.archive.partials import PARTIAL_SUFFIX
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.transfers.snapshot_to_storage import AtlasFlexSnapshotToStorageOperator
 from tests.reliability.registry import reliability
@@ -190,11 +192,11 @@ def test_sweeper_keeps_a_live_attempts_old_temporary_file(tmp_path, remove):
     holder = os.open(live, os.O_RDONLY)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        assert commit_module.sweep_dead_partials_local(str(tmp_path), remove=remove) == []
+        assert partials_module.sweep_dead_partials_local(str(tmp_path), remove=remove) == []
         assert live.exists()
     finally:
         os.close(holder)
-    assert commit_module.sweep_dead_partials_local(str(tmp_path), remove=remove) == [live.name]
+    assert partials_module.sweep_dead_partials_local(str(tmp_path), remove=remove) == [live.name]
 
 
 # ---- 11. nested new directories are durable --------------------------------------------------------
@@ -208,12 +210,12 @@ def test_sweeper_keeps_a_live_attempts_old_temporary_file(tmp_path, remove):
 )
 def test_every_new_directory_is_made_durable_in_its_parent(tmp_path, monkeypatch):
     synced: list[str] = []
-    real = commit_module.fsync_directory
-    monkeypatch.setattr(commit_module, "fsync_directory", lambda d: (synced.append(d), real(d))[1])
+    real = local_disk.fsync_directory
+    monkeypatch.setattr(local_disk, "fsync_directory", lambda d: (synced.append(d), real(d))[1])
     root = tmp_path / "exports"
     root.mkdir()
 
-    created = commit_module.make_private_dirs(str(root / "alpha" / "2026-11-28"), 0o700)
+    created = local_disk.make_private_dirs(str(root / "alpha" / "2026-11-28"), 0o700)
 
     assert created == [str(root / "alpha"), str(root / "alpha" / "2026-11-28")]
     assert str(root) in synced and str(root / "alpha") in synced, synced

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_atlasflex.archive.commit import DEFAULT_LOCK_TIMEOUT, LOCK_SUFFIX, DestinationLockedError
+from airflow_provider_atlasflex.archive.lock import LOCK_SUFFIX, DestinationLockedError
+from airflow_provider_atlasflex.defaults import DEFAULT_LOCK_TIMEOUT
 from airflow_provider_atlasflex.exceptions import AirflowFailException, AtlasFlexConfigError
 from tests.reliability.conftest import files_under
 from tests.reliability.registry import reliability
@@ -75,7 +76,7 @@ def test_hung_lock_holder_makes_the_writer_give_up_then_the_retry_succeeds(emu, 
     lock_file = target.parent / f".{target.name}{LOCK_SUFFIX}"
     holders.append(LockHolder(lock_file))
 
-    caplog.set_level(logging.INFO, logger="airflow_provider_atlasflex.archive.commit")
+    caplog.set_level(logging.INFO, logger="airflow_provider_atlasflex.archive.lock")
     started = time.monotonic()
     with pytest.raises(DestinationLockedError) as failed:
         copy(tmp_path, job["id"], lock_timeout=2)

@@ -161,19 +161,19 @@ def test_a_recommit_after_the_listing_keeps_its_fresh_sidecars(tmp_path, monkeyp
 
 
 def test_an_export_recommitted_after_the_listing_is_not_deleted(tmp_path, monkeypatch):
-    from airflow_provider_atlasflex.archive import check as export_check  # the operator looks it up there when it runs
+    from airflow_provider_atlasflex.archive import scan as export_scan  # the operator looks it up there when it runs
 
     root = ObjectStoragePath(f"file://{tmp_path}/exports")
     when = nights(3)
     exports = [commit_export(root, "alpha", w, night=n) for n, w in enumerate(when)]
-    real_scan = export_check.scan_exports
+    real_scan = export_scan.scan_exports
 
     def scan_then_recommit(where):
         scan = real_scan(where)
         commit_export(root, "alpha", when[2], night=2, data=make_tgz(seed=4321))  # lands after the listing
         return scan
 
-    monkeypatch.setattr(export_check, "scan_exports", scan_then_recommit)
+    monkeypatch.setattr(export_scan, "scan_exports", scan_then_recommit)
     report = retention(root, keep_last=1)
     assert [d["path"] for d in report["deleted"]] == [str(exports[1])]
     assert {k["path"]: k["reason"] for k in report["kept"]}[str(exports[2])].startswith("changed since the listing")

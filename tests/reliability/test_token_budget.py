@@ -17,7 +17,8 @@ import pytest
 
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.atlas_flex_async import AtlasFlexAsyncHook
-from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE, TokenCache
+from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE
+from airflow_provider_atlasflex.hooks.token_cache import TokenCache
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from tests.reliability.registry import reliability
@@ -136,7 +137,7 @@ def test_store_refuses_a_directory_others_can_read(tmp_path, mode):
     store.mkdir()
     store.chmod(mode)
     cache = TokenCache(store_dir=store)
-    from airflow_provider_atlasflex.hooks.service_account import CachedToken
+    from airflow_provider_atlasflex.hooks.oauth_token import CachedToken
 
     cache.put("k", CachedToken("secret-token", 9e12, 0), lambda _: None)
     assert list(store.iterdir()) == []  # kept in memory only
@@ -144,7 +145,7 @@ def test_store_refuses_a_directory_others_can_read(tmp_path, mode):
 
 
 def test_stored_token_file_is_private(tmp_path):
-    from airflow_provider_atlasflex.hooks.service_account import CachedToken
+    from airflow_provider_atlasflex.hooks.oauth_token import CachedToken
 
     store = tmp_path / "store"
     cache = TokenCache(store_dir=store)

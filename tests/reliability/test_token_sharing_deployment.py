@@ -20,7 +20,8 @@ import pytest
 from airflow_provider_atlasflex.hooks import deployment_tokens
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
 from airflow_provider_atlasflex.hooks.deployment_tokens import VariableTokenStore, encryption_key, variable_name
-from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE, CachedToken
+from airflow_provider_atlasflex.hooks.oauth_token import CachedToken
+from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from airflow_provider_atlasflex.testing.token_night import FileVariables, run_night

@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE, CachedToken, TokenCache
+from airflow_provider_atlasflex.hooks.oauth_token import CachedToken
+from airflow_provider_atlasflex.hooks.service_account import TOKEN_CACHE
+from airflow_provider_atlasflex.hooks.token_cache import TokenCache
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
 from airflow_provider_atlasflex.triggers.restore_job import AtlasFlexRestoreJobTrigger
@@ -286,11 +288,12 @@ def _fallback_as_uid(uid: int, env: dict[str, str], squatted: str) -> dict[str, 
     code = (
         "import json, os, sys, tempfile\nfrom pathlib import Path\n"
         # imported first: the interpreter's own files may not be readable by that UID
-        "from airflow_provider_atlasflex.hooks.service_account import TokenCache, CachedToken\n"
+        "from airflow_provider_atlasflex.hooks.oauth_token import CachedToken\n"
+        "from airflow_provider_atlasflex.hooks.token_cache import TokenCache\n"
         f"os.setgid({uid}); os.setuid({uid})\n"
         f"cache = TokenCache(store_dir=Path({squatted!r}))\n"
         "cache.put('k', CachedToken('t', 9e12, 0), lambda _: None)\n"
-        "directory = cache._directory()\n"
+        "directory = cache.store.directory()\n"
         "print(json.dumps({'directory': str(directory) if directory else None, "
         "'read_back': cache.get('k') is not None}))\n"
     )
@@ -372,7 +375,7 @@ def test_token_fallback_under_a_parent_others_may_write(parent: str, tmp_path: P
     monkeypatch.setenv("XDG_CACHE_HOME", str(shared / "cache"))
     cache = TokenCache(store_dir=squatted)
     cache.put("k", CachedToken("t", 9e12, 0), lambda _: None)
-    found = cache._directory()
+    found = cache.store.directory()
     if parent == "sticky":  # /tmp-like: others cannot rename what we own in it
         assert found == shared / "cache" / "airflow-provider-atlasflex" / "tokens"
     else:

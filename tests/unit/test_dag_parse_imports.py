@@ -51,10 +51,18 @@ HEAVY = (
     f"{PACKAGE}.transfers.link_policy",
     f"{PACKAGE}.transfers.link_secrecy",
     f"{PACKAGE}.archive.commit",
+    f"{PACKAGE}.archive.local_disk",
+    f"{PACKAGE}.archive.lock",
+    f"{PACKAGE}.archive.partials",
     f"{PACKAGE}.archive.object_store_commit",
+    f"{PACKAGE}.archive.s3_parts",
     f"{PACKAGE}.archive.manifest",
     f"{PACKAGE}.archive.check",
+    f"{PACKAGE}.archive.scan",
+    f"{PACKAGE}.archive.storage_url",
+    f"{PACKAGE}.archive.deletion",
     f"{PACKAGE}.transfers.destination",
+    f"{PACKAGE}.transfers.snapshot_links",
     f"{PACKAGE}.transfers.asset_events",
 )
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_atlasflex.archive import commit
-from airflow_provider_atlasflex.archive.commit import DestinationLock
+from airflow_provider_atlasflex.archive import lock as lock_module
+from airflow_provider_atlasflex.archive.lock import DestinationLock
 
 
 def test_without_file_locks_no_lock_file_is_left_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(commit, "_try_lock", lambda fd: None)  # what a file system without flock answers
+    monkeypatch.setattr(lock_module, "try_flock", lambda fd: None)  # what a file system without flock answers
     lock = DestinationLock(str(tmp_path / "export.tgz"))
     assert lock.acquire(1.0, waiting_for="test") is False
     assert not lock.held
@@ -35,10 +35,10 @@ def test_a_lock_file_that_cannot_be_removed_does_not_fail_the_release(
             raise PermissionError(13, "Permission denied", path)
         unlink(path)
 
-    monkeypatch.setattr(commit.os, "unlink", refuse)
+    monkeypatch.setattr(lock_module.os, "unlink", refuse)
     lock.release()  # must not raise
     assert not lock.held and "Could not remove the lock file" in caplog.text
-    monkeypatch.setattr(commit.os, "unlink", unlink)
+    monkeypatch.setattr(lock_module.os, "unlink", unlink)
     second = DestinationLock(str(tmp_path / "export.tgz"))
     assert second.acquire(0, waiting_for="test") is True  # the flock was released all the same
     second.release()

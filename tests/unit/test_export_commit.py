@@ -20,12 +20,10 @@ from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_provider_atlasflex.archive.commit import (
-    PARTIAL_SUFFIX,
     DestinationExistsError,
     FsspecExportCommit,
     LocalExportCommit,
     export_commit,
-    sweep_dead_partials_local,
 )
 from airflow_provider_atlasflex.archive.keys import KeyRing
 from airflow_provider_atlasflex.archive.manifest import (
@@ -36,6 +34,7 @@ from airflow_provider_atlasflex.archive.manifest import (
     sidecar_paths,
     write_sidecars,
 )
+from airflow_provider_atlasflex.archive.partials import PARTIAL_SUFFIX, sweep_dead_partials_local
 from airflow_provider_atlasflex.archive.proof import prove_export
 from tests.unit.export_fixtures import make_tgz
 
@@ -181,7 +180,7 @@ def test_a_writer_that_lost_a_race_withdraws_only_its_own_sidecars(tmp_path):
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_atlasflex.archive.manifest import read_manifest, sidecar_paths
-    from airflow_provider_atlasflex.transfers.snapshot_to_storage import _withdraw_sidecars
+    from airflow_provider_atlasflex.transfers.export_attempt import _withdraw_sidecars
     from tests.unit.export_fixtures import commit_export
 
     root = ObjectStoragePath(tmp_path.as_uri())

@@ -16,7 +16,6 @@ from airflow_provider_atlasflex.archive.check import (
     ExportVerificationError,
     TarStreamLister,
     check_content,
-    scan_exports,
 )
 from airflow_provider_atlasflex.archive.manifest import (
     ManifestError,
@@ -24,6 +23,7 @@ from airflow_provider_atlasflex.archive.manifest import (
     read_sha256_sidecar,
     sidecar_paths,
 )
+from airflow_provider_atlasflex.archive.scan import scan_exports
 from airflow_provider_atlasflex.operators.export_verify import RESULTS_XCOM_KEY
 from tests.unit import export_fixtures
 from tests.unit.export_fixtures import commit_export, flip_byte, make_tgz, relative_files, verify
