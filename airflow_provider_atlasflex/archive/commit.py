@@ -70,8 +70,14 @@ def check_modes(file_mode: Any, dir_mode: Any) -> None:
     """Refuse modes that are not plain permission bits or that lock the owner out."""
     for name, mode, owner in (("file_mode", file_mode, 0o600), ("dir_mode", dir_mode, 0o700)):
         if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            if isinstance(mode, str):
+                got = f"the string {mode!r} (write the number {owner:#o}, without quotes)"
+            elif isinstance(mode, int) and not isinstance(mode, bool):
+                got = f"{mode:#o} (setuid, setgid and sticky bits are refused)" if mode > 0 else f"{mode}"
+            else:
+                got = repr(mode)
             raise AtlasFlexConfigError(
-                f"{name} must be permission bits from 0o000 to 0o777 (e.g. {owner:#o}), got {mode!r}."
+                f"{name} must be permission bits from 0o000 to 0o777 (e.g. {owner:#o}), got {got}."
             )
         if mode & owner != owner:
             raise AtlasFlexConfigError(

@@ -31,7 +31,10 @@ def require_storage_path(value: Any, what: str, conn_id: Any, *, directory: bool
         if value != value.strip():
             raise AtlasFlexConfigError(f"{what} {value!r} starts or ends with whitespace; remove it.")
         if any(marker in value for marker in ("{{", "{%", "{#")):
-            raise AtlasFlexConfigError(f"{what} {value!r} still holds a Jinja expression: it was not rendered.")
+            raise AtlasFlexConfigError(
+                f"{what} {value!r} still holds a Jinja expression: it was not rendered (pass it as the operator's "
+                f"{what} argument, which is templated) or it rendered to text that contains one."
+            )
         if "{" in value or "}" in value:
             raise AtlasFlexConfigError(
                 f"{what} {value!r} holds a placeholder; name a concrete {'directory' if directory else 'file'} "
@@ -48,12 +51,19 @@ def require_storage_path(value: Any, what: str, conn_id: Any, *, directory: bool
             f"{what} must be a URL string or an ObjectStoragePath, got {type(value).__name__} {value!r}."
         )
     if any(segment in (".", "..") for segment in text.split("://", 1)[-1].split("/")[1:]):
-        raise AtlasFlexConfigError(f"{what} {text!r} must not contain '.' or '..' path segments.")
+        raise AtlasFlexConfigError(
+            f"{what} {text!r} must not contain '.' or '..' path segments; write the directory it means in full, "
+            f"e.g. {example!r}."
+        )
     if conn_id is not None:
         try:
             BaseHook.get_connection(conn_id)
         except AirflowNotFoundException:
-            raise AtlasFlexConfigError(f"dst_conn_id {conn_id!r} is not a defined connection; create it.") from None
+            raise AtlasFlexConfigError(
+                f"dst_conn_id {conn_id!r} is not a defined connection; create it (Admin > Connections, or the "
+                f"AIRFLOW_CONN_{conn_id.upper()} environment variable), or leave dst_conn_id out to use the "
+                "filesystem's default credentials."
+            ) from None
     try:
         path = value if isinstance(value, ObjectStoragePath) else ObjectStoragePath(value, conn_id=conn_id)
         if not directory and (not path.name or path.name.startswith(".") or text.endswith("/")):

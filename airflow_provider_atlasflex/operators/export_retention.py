@@ -128,7 +128,7 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
                 f"keep_last must be a whole number of 1 or more, or None, got {last!r}{_text_hint(last)}."
             )
         self._keep_last = last if isinstance(last, int) else None  # an int of 1 or more, or None
-        self._keep_days = None if self.keep_days is None else require_positive_number(self.keep_days, "keep_days")
+        self._keep_days = None if self.keep_days is None else require_positive_number(self.keep_days, "keep_days", unit="days")
         if self.verify not in VERIFY_MODES:
             raise AtlasFlexConfigError(f"verify must be one of {list(VERIFY_MODES)}, got {self.verify!r}.")
         require_bool(self.is_dry_run, "dry_run")
@@ -261,6 +261,8 @@ class AtlasFlexExportRetentionOperator(BaseOperator):
         if errors:
             raise ExportReadError(
                 f"{len(errors)} deletion(s) under {root} failed (the rest went ahead):\n" + "\n".join(errors)
+                + "\nA retry deletes what is left (Airflow's task retries apply). If it keeps failing, give the "
+                "storage credentials (dst_conn_id, or the worker's user for file://) the right to delete under the root."
             )
         return report
 

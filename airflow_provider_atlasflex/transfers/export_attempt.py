@@ -194,7 +194,18 @@ class ExportAttempt:
             return result, False
         except SnapshotTransferError as exc:
             commit.abort()
-            raise type(exc)(f"Export of snapshot {snapshot_id} of {cluster!r} to {_named(dst)} failed: {exc}") from None
+            from airflow_provider_atlasflex.archive.tar_walker import ArchiveDamage
+
+            hint = (
+                ". Nothing was committed (an export already at dst is untouched); a retry downloads it again. If the "
+                "same damage comes back, the snapshot itself may be damaged: export a newer one (leave snapshot_id "
+                "out) and tell MongoDB support"
+                if isinstance(exc, ArchiveDamage)
+                else ""
+            )
+            raise type(exc)(
+                f"Export of snapshot {snapshot_id} of {cluster!r} to {_named(dst)} failed: {exc}{hint}"
+            ) from None
         except OSError as exc:
             commit.abort()
             raise SnapshotTransferError(

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_atlasflex.compat import mask_secret
-from airflow_provider_atlasflex.exceptions import RestoreJobFailedError, SnapshotLinkExpiredError
+from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, RestoreJobFailedError, SnapshotLinkExpiredError
 
 if TYPE_CHECKING:
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
@@ -92,10 +92,22 @@ class SnapshotLinks:
         if job is None:
             from airflow_provider_atlasflex.hooks import operations as ops
 
-            job = hook.run(
-                ops.download_snapshot(group_id, cluster, snapshot_id),
-                reconcile=lambda: self._unused_live_job(hook, cluster, snapshot_id, group_id),
-            )
+            try:
+                job = hook.run(
+                    ops.download_snapshot(group_id, cluster, snapshot_id),
+                    reconcile=lambda: self._unused_live_job(hook, cluster, snapshot_id, group_id),
+                )
+            except AtlasNotFoundError as exc:
+                if exc.error_code in ("CLUSTER_NOT_FOUND", "GROUP_NOT_FOUND"):
+                    raise
+                raise AtlasNotFoundError(
+                    f"Snapshot {snapshot_id} of cluster {cluster!r} in project {group_id} is gone from Atlas "
+                    f"(HTTP 404 {exc.error_code}), and this copy needed a new link for it ({reason}). Flex snapshots "
+                    "are kept 8 days: clear the task that requested the download (it takes the newest snapshot), "
+                    "then this copy task.",
+                    status=exc.status, error_code=exc.error_code, detail=exc.detail, reason=exc.reason,
+                    parameters=exc.parameters, operation=exc.operation, retry_after=exc.retry_after,
+                ) from None
         if not isinstance(job, dict) or not isinstance(job.get("id"), str) or job["id"] in self.used_job_ids:
             got = f"restore job {job.get('id')}, which this task already used" if isinstance(job, dict) else "no job"
             raise SnapshotLinkExpiredError(

@@ -137,7 +137,7 @@ VERIFY_ROWS = [
         T,
         "path-dotdot",
         "path with a '..' segment",
-        "must not contain '.' or '..' path segments",
+        "must not contain '.' or '..' path segments; write the directory it means in full",
         {"path": f"file://{ROOT}/../x.tgz"},
     ),
     row(
@@ -151,7 +151,7 @@ VERIFY_ROWS = [
         T,
         "path-unrendered-jinja",
         "path with an unrendered '{{ ds }}'",
-        "still holds a Jinja expression: it was not rendered",
+        "still holds a Jinja expression: it was not rendered (pass it as the operator's path argument",
         {"path": f"file://{ROOT}/{{{{ ds }}}}/x.tgz"},
     ),
     row(
@@ -165,7 +165,7 @@ VERIFY_ROWS = [
         T,
         "path-objectstoragepath-dotdot",
         "path=ObjectStoragePath('file:///backups/../x.tgz')",
-        "must not contain '.' or '..' path segments",
+        "must not contain '.' or '..' path segments; write the directory it means in full",
         {"path": lambda root: ObjectStoragePath(f"file://{root}/../x.tgz")},
     ),
     row(
@@ -194,7 +194,7 @@ VERIFY_ROWS = [
         T,
         "dst-conn-id-missing",
         "dst_conn_id='no_such_conn'",
-        "dst_conn_id 'no_such_conn' is not a defined connection",
+        "dst_conn_id 'no_such_conn' is not a defined connection; create it (Admin > Connections",
         {"path": FILE, "dst_conn_id": "no_such_conn"},
     ),
     row(
@@ -267,7 +267,7 @@ RETENTION_ROWS = [
         {"keep_last": True},
     ),
     row(T, "keep-days-zero", "keep_days=0", "keep_days must be greater than zero, got 0", {"keep_days": 0}),
-    row(T, "keep-days-nan", "keep_days=nan", "keep_days must be a finite number", {"keep_days": math.nan}),
+    row(T, "keep-days-nan", "keep_days=nan", "keep_days must be a finite number of days", {"keep_days": math.nan}),
     row(
         T,
         "verify-unknown",
@@ -296,7 +296,7 @@ RETENTION_ROWS = [
         T,
         "root-dotdot",
         "root with a '..' segment",
-        "must not contain '.' or '..' path segments",
+        "must not contain '.' or '..' path segments; write the directory it means in full",
         {"keep_last": 3, "root": f"file://{ROOT}/.."},
     ),
     row(
@@ -310,7 +310,7 @@ RETENTION_ROWS = [
         T,
         "dst-conn-id-missing",
         "dst_conn_id='no_such_conn'",
-        "dst_conn_id 'no_such_conn' is not a defined connection",
+        "dst_conn_id 'no_such_conn' is not a defined connection; create it (Admin > Connections",
         {"keep_last": 3, "dst_conn_id": "no_such_conn"},
     ),
 ]

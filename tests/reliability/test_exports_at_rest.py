@@ -101,7 +101,8 @@ def test_a_manifest_naming_another_file_deletes_neither(tmp_path):
     "Storage refuses one deletion midway (the .sha256 of an export whose file was just deleted)",
     "Retention deleted the rest, kept that export's manifest, and failed; the next run removed the leftover "
     "sidecars; a scrub in between reports the export missing instead of passing",
-    "'1 deletion(s) under <root> failed (the rest went ahead): <path>.sha256: Permission denied', then "
+    "'1 deletion(s) under <root> failed (the rest went ahead): <path>.sha256: Permission denied ... A retry "
+    "deletes what is left ...; if it keeps failing, give the storage credentials ... the right to delete', then "
     "'Deleted the sidecars of <path>: the export itself is already gone'",
 )
 def test_crash_between_file_and_manifest_is_cleaned_next_run(tmp_path, monkeypatch):
@@ -116,8 +117,9 @@ def test_crash_between_file_and_manifest_is_cleaned_next_run(tmp_path, monkeypat
         return real_unlink(self, *args, **kwargs)
 
     monkeypatch.setattr(type(victim), "unlink", failing_unlink)
-    with pytest.raises(ExportReadError, match="1 deletion"):
+    with pytest.raises(ExportReadError, match="1 deletion") as refused:
         retention(root, keep_last=3)
+    assert "A retry deletes what is left" in str(refused.value) and "right to delete" in str(refused.value)
     monkeypatch.undo()
     assert not victim.exists() and sidecar_paths(victim).manifest.exists()
     with pytest.raises(ExportVerificationError, match=f"{victim}: missing") as scrubbed:

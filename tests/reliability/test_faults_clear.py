@@ -134,7 +134,9 @@ def test_snapshot_not_found(emu, atlas_conn):
     "fault-clear-failure",
     "The link expired before the copy, and by then retention has removed the snapshot",
     "Tried once to request a fresh link; Atlas answered 404; nothing was downloaded or written",
-    "'Snapshot <id> of cluster 'alpha' ... was not found (HTTP 404 ...). Flex snapshots are kept 8 days ...'",
+    "'Snapshot <id> of cluster 'alpha' in project <id> is gone from Atlas (HTTP 404 ...), and this copy needed a new "
+    "link for it (...). Flex snapshots are kept 8 days: clear the task that requested the download (it takes the "
+    "newest snapshot), then this copy task.'",
 )
 def test_link_expired_and_snapshot_retired(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "digest")
@@ -145,7 +147,10 @@ def test_link_expired_and_snapshot_retired(emu, atlas_conn, tmp_path):
     with pytest.raises(AtlasNotFoundError) as failed:
         copy(tmp_path.as_uri(), job["id"])
 
-    one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "kept 8 days")
+    message = one_actionable_line(
+        failed.value, job["snapshotId"], "'alpha'", "kept 8 days", "clear the task that requested the download"
+    )
+    assert "snapshot_id" not in message  # the copy task has no snapshot_id to omit
     assert statuses_of(emu, "downloadGroupFlexClusterBackup") == [200, 404]
     assert emu.requests.by_operation("snapshotFile") == []
     assert files_under(tmp_path) == []
@@ -306,7 +311,9 @@ def test_rate_limit_outlasts_the_retry_budget(emu, atlas_conn, status):
     "A byte of the .tgz is corrupted in transit (size and headers unchanged), on every attempt; an "
     "earlier good export sits at dst and overwrite=True",
     "The streaming gzip check (CRC-32) failed; the temporary file was deleted; the good export kept",
-    "'Export of snapshot <id> of 'alpha' to <dst> failed: the file is not valid gzip data (...)'",
+    "'Export of snapshot <id> of 'alpha' to <dst> failed: the file is not valid gzip data (...). Nothing was "
+    "committed (an export already at dst is untouched); a retry downloads it again. If the same damage comes back, "
+    "... export a newer one ...'",
 )
 def test_corrupt_download_never_replaces_a_good_export(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "digest")
@@ -317,7 +324,7 @@ def test_corrupt_download_never_replaces_a_good_export(emu, atlas_conn, tmp_path
     with pytest.raises(SnapshotTransferError) as failed:
         copy(tmp_path.as_uri(), job["id"], overwrite=True)
 
-    one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "not valid gzip data")
+    one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "not valid gzip data", "a retry downloads it again")
     assert good.read_bytes() == GOOD_EXPORT
     assert files_under(tmp_path) == [str(good.relative_to(tmp_path))]
 
@@ -327,7 +334,9 @@ def test_corrupt_download_never_replaces_a_good_export(emu, atlas_conn, tmp_path
     "Every download attempt is cut short of Content-Length (the size never matches)",
     "Resumed with Range up to max_download_attempts=3, then gave up; the temporary file was deleted",
     "'Export of snapshot <id> of 'alpha' to <dst> failed: download of <host/path, no signature> failed "
-    "after 3 attempts: connection lost at N of M bytes (...)'",
+    "after 3 attempts: connection lost at N of M bytes (...). ... nothing was committed; Airflow's task retries "
+    "apply. If it persists, check this worker's network and proxy to the storage host, or raise "
+    "max_download_attempts'",
 )
 def test_size_never_matches(emu, atlas_conn, tmp_path):
     atlas_conn(emu, "service_account")
@@ -337,7 +346,10 @@ def test_size_never_matches(emu, atlas_conn, tmp_path):
     with pytest.raises(SnapshotTransferError) as failed:
         copy(tmp_path.as_uri(), job["id"])
 
-    message = one_actionable_line(failed.value, job["snapshotId"], "'alpha'", "after 3 attempts", "connection lost at")
+    message = one_actionable_line(
+        failed.value, job["snapshotId"], "'alpha'", "after 3 attempts", "connection lost at",
+        "Airflow's task retries apply", "raise max_download_attempts",
+    )
     assert "Signature" not in message
     assert len(emu.requests.by_operation("snapshotFile")) == 3
     assert files_under(tmp_path) == []

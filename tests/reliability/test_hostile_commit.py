@@ -420,14 +420,16 @@ def test_file_and_dir_mode_widen_on_purpose(emu, atlas_conn, tmp_path):
         case(
             "test_bad_permission_parameters_are_refused_before_network", "dir-mode-setuid-bits", "bad-input",
             "dir_mode=0o4700 (not plain permission bits)", "Refused before any request",
-            "'dir_mode must be permission bits from 0o000 to 0o777 ...'",
-            {"dir_mode": 0o4700}, "dir_mode must be permission bits",
+            "'dir_mode must be permission bits from 0o000 to 0o777 (e.g. 0o700), got 0o4700 (setuid, setgid and "
+            "sticky bits are refused).'",
+            {"dir_mode": 0o4700}, r"got 0o4700 \(setuid, setgid and sticky bits are refused\)",
         ),
         case(
             "test_bad_permission_parameters_are_refused_before_network", "file-mode-as-string", "bad-input",
             "file_mode='0600' (a string)", "Refused before any request",
-            "'file_mode must be permission bits from 0o000 to 0o777 (e.g. 0o600), got '0600'.'",
-            {"file_mode": "0600"}, "file_mode must be permission bits",
+            "'file_mode must be permission bits from 0o000 to 0o777 (e.g. 0o600), got the string '0600' (write the "
+            "number 0o600, without quotes).'",
+            {"file_mode": "0600"}, r"got the string '0600' \(write the number 0o600, without quotes\)",
         ),
     ],
 )
