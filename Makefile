@@ -58,7 +58,7 @@ e2e: $(STAMP) debian-packages
 # dag-processor, triggerer, 3 Celery workers), alone: about 3 minutes (docs/deployment-celery.md).
 # `make test` runs it too; -rP prints its figures (run time, clusters exported, token requests).
 e2e-celery: $(STAMP) debian-packages
-	$(BIN)/python -m pytest -m celery -rP
+	$(BIN)/python -m pytest -m celery -rP tests/e2e/test_celery_deployment.py
 
 debian-packages:
 	.ci/debian-packages.sh $(DEBIAN_TEST_PACKAGES)

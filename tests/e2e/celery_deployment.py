@@ -76,6 +76,7 @@ class CeleryDeployment:
         self.services: list[ServiceProcess] = []
         # How long the start-up steps took (seconds), for the test's report.
         self.timings: dict[str, float] = {}
+        self._scheduler_started = 0.0
         self.api_port = 0
         self._jwt_secret = secrets.token_urlsafe(32)
         self._fernet_key = Fernet.generate_key().decode()
@@ -165,6 +166,7 @@ class CeleryDeployment:
         self.timings["api-server healthy"] = time.monotonic() - began
         # A task queued before the Execution API answers times out and waits for its retry (5 min).
         self._start_airflow("scheduler", ["scheduler", "--skip-serve-logs"])
+        self._scheduler_started = time.monotonic()
 
     def _airflow(self, args: list[str], name: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
         with (self.service_logs / f"{name}.log").open("ab") as log:
@@ -189,7 +191,9 @@ class CeleryDeployment:
 
     def stop(self) -> None:
         """Stop every process group (SIGTERM, SIGKILL after 20 s), all at once."""
+        began = time.monotonic()
         stop_all(self.services, signal.SIGTERM, grace=20)
+        self.timings["stop"] = time.monotonic() - began
 
     def leftovers(self) -> dict[str, list[int]]:
         """Live processes left in any of the deployment's process groups, by service (empty: none)."""
@@ -223,6 +227,7 @@ class CeleryDeployment:
                 raise RuntimeError(f"{dead[0].name} exited with {dead[0].process.returncode}:\n{dead[0].tail()}")
             run = self.first_run(dag_id)
             if run is not None and (run.state in FINISHED or self.broken_tasks(dag_id, run.run_id)):
+                self.timings["scheduler start to run end"] = time.monotonic() - self._scheduler_started
                 return run
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{dag_id}: no finished run after {timeout:.0f} s (first run: {run})")
