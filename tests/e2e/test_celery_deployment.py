@@ -15,6 +15,7 @@ and under CI=true it fails. docs/deployment-celery.md describes the deployment a
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -26,7 +27,7 @@ from airflow_provider_atlasflex.hooks.deployment_tokens import VARIABLE_PREFIX
 from airflow_provider_atlasflex.testing.airflow_sandbox import emulator_connection
 from airflow_provider_atlasflex.testing.demo import file_sha256
 from airflow_provider_atlasflex.testing.emulator import AtlasEmulator
-from tests.e2e.celery_deployment import WORKERS, CeleryDeployment
+from tests.e2e.celery_deployment import WORKERS, CeleryDeployment, DagRunRecord
 from tests.e2e.conftest import DAG_ID, DAGS
 from tests.e2e.throwaway_services import ThrowawayPostgres, ThrowawayRedis, live_group_members, postgres_bin_dir
 from tests.reliability.registry import reliability
@@ -88,15 +89,15 @@ def test_nightly_export_on_a_celery_deployment_uses_one_token(tmp_path: Path) ->
         clusters=CLUSTERS, snapshot_size=200_000, snapshots_per_cluster=2, restore_duration=RESTORE_SECONDS
     )
     assert emulator.enforce_token_limits  # Atlas's token limits: a burst of requests gets 429
+    groups: list[int] = []  # every process group started, checked empty at the end
     with emulator as emu:
-        client = emu.service_account.client_id
         env = {
-            "AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT": _json(emulator_connection(emu, "service_account")),
+            # No token_sharing extra: the CeleryExecutor must make it "deployment".
+            "AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT": json.dumps(emulator_connection(emu, "service_account")),
             "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
             "ATLAS_FLEX_POLL_SECONDS": "1",
         }
-        groups: list[int] = []
         with (
             ThrowawayPostgres(postgres_bin, tmp_path) as postgres,
             ThrowawayRedis(redis_server, tmp_path / "redis") as redis,
@@ -106,41 +107,39 @@ def test_nightly_export_on_a_celery_deployment_uses_one_token(tmp_path: Path) ->
             try:
                 with deployment:
                     run = deployment.wait_for_first_run(DAG_ID, timeout=RUN_TIMEOUT)
-                    tis = deployment.task_instances(DAG_ID, run.run_id)
-                    token_variables = deployment.query(
-                        "SELECT key, val FROM variable WHERE key LIKE %s", (VARIABLE_PREFIX + "%",)
-                    )
-                    _report(run, tis, emu, client, started, deployment.timings)
-                    broken = deployment.broken_tasks(DAG_ID, run.run_id)
-                    assert run.state == "success", f"run {run.run_id} is {run.state}; tasks: {broken}"
-                    assert run.logical_date is not None
-                    _assert_exported_identically(emu, exports, run.logical_date.strftime("%Y-%m-%d"))
-                    requests = emu.token_requests(client)
-                    assert 1 <= requests <= MAX_TOKEN_REQUESTS, f"{requests} token requests for {len(CLUSTERS)} clusters"
-                    refused = [(x.operation, x.path) for x in emu.requests if x.status == 429]
-                    assert not refused, f"Atlas answered 429 to {refused}"
-                    # deployment mode: one encrypted Variable holds the token, never the token itself
-                    assert len(token_variables) == 1
-                    assert not any(t in str(token_variables[0][1]) for t in emu.issued_tokens(client))
-                    # every worker and the triggerer used it from their own token directory ("machine")
-                    hosts = [f"worker-{n}" for n in range(1, WORKERS + 1)] + ["triggerer"]
-                    without = [h for h in hosts if not any(deployment.token_dir(h).iterdir())]
-                    assert not without, f"{without} never held the shared token: not every process took part"
+                    _report(deployment, run, emu, started)
+                    _assert_one_token_night(deployment, run, emu, exports)
             except BaseException:
                 print(deployment.diagnostics(DAG_ID))
                 raise
             finally:
                 groups += [s.process.pid for s in deployment.services]
-        left = {pgid: members for pgid in groups if (members := live_group_members(pgid))}
-        assert not left, f"processes left running after the test (process group: pids): {left}"
-    print(f"celery deployment: all stopped ({deployment.timings.get('stop', 0):.0f} s for Airflow's processes),"
-          f" {time.monotonic() - started:.0f} s in all")
+    left = {pgid: members for pgid in groups if (members := live_group_members(pgid))}
+    assert not left, f"processes left running after the test (process group: pids): {left}"
+    print(
+        f"celery deployment: all stopped ({deployment.timings.get('stop', 0):.0f} s for Airflow's processes),"
+        f" {time.monotonic() - started:.0f} s in all"
+    )
 
 
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)
+def _assert_one_token_night(deployment: CeleryDeployment, run: DagRunRecord, emu: AtlasEmulator, exports: Path) -> None:
+    broken = deployment.broken_tasks(DAG_ID, run.run_id)
+    assert run.state == "success", f"run {run.run_id} is {run.state}; tasks: {broken}"
+    assert run.logical_date is not None
+    _assert_exported_identically(emu, exports, run.logical_date.strftime("%Y-%m-%d"))
+    client = emu.service_account.client_id
+    requests = emu.token_requests(client)
+    assert 1 <= requests <= MAX_TOKEN_REQUESTS, f"{requests} token requests for {len(CLUSTERS)} clusters"
+    refused = [(x.operation, x.path) for x in emu.requests if x.status == 429]
+    assert not refused, f"Atlas answered 429 to {refused}"
+    # deployment mode: one encrypted Variable holds the token, never the token itself
+    variables = deployment.query("SELECT key, val FROM variable WHERE key LIKE %s", (VARIABLE_PREFIX + "%",))
+    assert len(variables) == 1, f"token Variables: {[key for key, _ in variables]}"
+    assert not any(token in str(variables[0][1]) for token in emu.issued_tokens(client))
+    # every worker and the triggerer held it in its own token directory: each took part, none asked Atlas
+    hosts = [f"worker-{n}" for n in range(1, WORKERS + 1)] + ["triggerer"]
+    without = [host for host in hosts if not list(deployment.token_dir(host).glob("*.json"))]
+    assert not without, f"{without} never held the shared token: not every process took part"
 
 
 def _assert_exported_identically(emu: AtlasEmulator, exports: Path, date: str) -> None:
@@ -153,13 +152,15 @@ def _assert_exported_identically(emu: AtlasEmulator, exports: Path, date: str) -
     assert not differ, f"bytes differ from what Atlas served for {differ}"
 
 
-def _report(run, tis, emu: AtlasEmulator, client: str, started: float, timings: dict[str, float]) -> None:  # type: ignore[no-untyped-def]
+def _report(deployment: CeleryDeployment, run: DagRunRecord, emu: AtlasEmulator, started: float) -> None:
     """The figures docs/deployment-celery.md quotes (shown with -rP or -s)."""
+    tis = deployment.task_instances(DAG_ID, run.run_id)
     copies = [t for t in tis if t[0] == "export_cluster.copy_to_storage" and t[2] == "success"]
+    phases = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in deployment.timings.items())
     print(
         f"celery deployment: run {run.state}, {len(copies)}/{len(CLUSTERS)} clusters exported,"
-        f" {emu.token_requests(client)} token request(s), {sum(1 for x in emu.requests if x.status == 429)} answered 429,"
-        f" {len(tis)} task instances, {len(emu.requests)} Atlas requests; dag_run start to end {run.seconds or 0:.0f} s;"
-        f" {time.monotonic() - started:.0f} s since the test started"
-        f" ({', '.join(f'{name} {seconds:.0f} s' for name, seconds in timings.items())})"
+        f" {emu.token_requests(emu.service_account.client_id)} token request(s),"
+        f" {sum(1 for x in emu.requests if x.status == 429)} answered 429, {len(tis)} task instances,"
+        f" {len(emu.requests)} Atlas requests; dag_run start to end {run.seconds or 0:.0f} s;"
+        f" {time.monotonic() - started:.0f} s since the test started ({phases})"
     )
