@@ -60,8 +60,10 @@ e2e: $(STAMP) debian-packages
 e2e-celery: $(STAMP) debian-packages
 	$(BIN)/python -m pytest -m celery -rP tests/e2e/test_celery_deployment.py
 
+# A failed install (offline, say) does not stop the target: the tests that need the packages skip,
+# or fail under CI=true, saying what is missing.
 debian-packages:
-	.ci/debian-packages.sh $(DEBIAN_TEST_PACKAGES)
+	-.ci/debian-packages.sh $(DEBIAN_TEST_PACKAGES)
 
 # Style and types (CI runs it): ruff over the tree, mypy over the package.
 lint: $(STAMP)
