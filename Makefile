@@ -55,7 +55,7 @@ e2e: $(STAMP) debian-packages
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m e2e
 
 # The nightly DAG on a real CeleryExecutor deployment (PostgreSQL, Redis, api-server, scheduler,
-# dag-processor, triggerer, 3 Celery workers), alone: about 3 minutes (docs/deployment-celery.md).
+# dag-processor, triggerer, 3 Celery workers), alone: 2 to 2.5 minutes (docs/deployment-celery.md).
 # `make test` runs it too; -rP prints its figures (run time, clusters exported, token requests).
 e2e-celery: $(STAMP) debian-packages
 	$(BIN)/python -m pytest -m celery -rP tests/e2e/test_celery_deployment.py
