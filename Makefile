@@ -19,7 +19,12 @@ MATRIX_DIR := .matrix
 # and the installed-wheel checks (the wheel in a fresh venv runs the demo).
 MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest] tests/packaging
 
-.PHONY: demo test unit e2e bench lint docs clean matrix ci-matrix constraints
+# Debian packages the tests need besides the Python ones: PostgreSQL and Redis for the Celery deployment
+# test (tests/e2e/test_celery_deployment.py). .ci/debian-packages.sh installs the missing ones (root or
+# sudo, apt-get); elsewhere it says what to install and that test skips (under CI=true it fails).
+DEBIAN_TEST_PACKAGES := postgresql redis-server
+
+.PHONY: demo test unit e2e e2e-celery debian-packages bench lint docs clean matrix ci-matrix constraints
 # Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
 .PRECIOUS: $(MATRIX_DIR)/venv-%/.installed
 
@@ -40,14 +45,25 @@ demo: $(STAMP)
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))' 2>/dev/null || echo 2)
 PYTEST_WORKERS = -n $(TEST_WORKERS) --dist worksteal
 
-test: $(STAMP)
+test: $(STAMP) debian-packages
 	$(BIN)/python -m pytest $(PYTEST_WORKERS)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not e2e"
 
-e2e: $(STAMP)
+e2e: $(STAMP) debian-packages
 	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m e2e
+
+# The nightly DAG on a real CeleryExecutor deployment (PostgreSQL, Redis, api-server, scheduler,
+# dag-processor, triggerer, 3 Celery workers), alone: 2 to 2.5 minutes (docs/deployment-celery.md).
+# `make test` runs it too; -rP prints its figures (run time, clusters exported, token requests).
+e2e-celery: $(STAMP) debian-packages
+	$(BIN)/python -m pytest -m celery -rP tests/e2e/test_celery_deployment.py
+
+# A failed install (offline, say) does not stop the target: the tests that need the packages skip,
+# or fail under CI=true, saying what is missing.
+debian-packages:
+	-.ci/debian-packages.sh $(DEBIAN_TEST_PACKAGES)
 
 # Style and types (CI runs it): ruff over the tree, mypy over the package.
 lint: $(STAMP)
