@@ -47,6 +47,8 @@ JSON_TYPE_NAMES: dict[type, str] = {
 }
 
 AuthType = Literal["digest", "service_account"]
+# Extra keys that were renamed (old -> new): the old one is still read, with a warning once per process.
+RENAMED_EXTRAS = {"token_sharing": "sharing_scope"}
 
 
 @dataclass(frozen=True)
@@ -129,9 +131,9 @@ class AtlasConnectionConfig:
                 )
             ),
             proxies=_proxies(conn_id, extras.get("proxies")),
-            verify=_verify_with_bundle(conn_id, extras.get("verify", True), extras.get("ca_bundle")),
-            share_tokens=_token_sharing(conn_id, extras.get("token_sharing")) != "process",
-            token_sharing=_token_sharing(conn_id, extras.get("token_sharing")),
+            verify=_verify_with_bundle(conn_id, _or_default(extras.get("verify"), True), extras.get("ca_bundle")),
+            share_tokens=_token_sharing(conn_id, _renamed(conn_id, extras, "sharing_scope")) != "process",
+            token_sharing=_token_sharing(conn_id, _renamed(conn_id, extras, "sharing_scope")),
             allow_insecure_http=allow_insecure_http,
         )
 
@@ -161,6 +163,7 @@ def _warn_unknown_extras(conn_id: str, extras: dict[str, Any]) -> None:
     from airflow_provider_atlasflex.get_provider_info import CONN_FIELDS
 
     known = sorted(CONN_FIELDS)
+    extras = {key: value for key, value in extras.items() if key not in RENAMED_EXTRAS}
     folded = {key.replace("_", "").lower(): key for key in known}
     for key in sorted(set(extras) - set(known)):
         if (conn_id, key) in _WARNED:
@@ -171,6 +174,28 @@ def _warn_unknown_extras(conn_id: str, extras: dict[str, Any]) -> None:
         )
         hint = f"did you mean {nearest!r}?" if nearest else f"the known keys are {', '.join(known)}"
         log.warning("Connection %r has an unknown extra %r, which is ignored: %s", conn_id, key, hint)
+
+
+def _or_default(value: Any, default: Any) -> Any:
+    """A form field left empty (None or "") means the default."""
+    return default if value is None or value == "" else value
+
+
+def _renamed(conn_id: str, extras: dict[str, Any], key: str) -> Any:
+    """The extra ``key``, else its old name (read for connections saved before the rename, warned about once)."""
+    value = extras.get(key)
+    old = next((old for old, new in RENAMED_EXTRAS.items() if new == key and old in extras), None)
+    if old is None:
+        return value
+    if (conn_id, old) not in _WARNED:
+        _WARNED.add((conn_id, old))
+        used = "ignored: the new one is set" if value not in (None, "") else "still read"
+        log.warning(
+            "Connection %r uses the deprecated extra %r (%s); rename it to %r: Airflow masks any extra whose name "
+            "contains 'token', so its form showed and saved '***' for it.",
+            conn_id, old, used, key,
+        )
+    return value if value not in (None, "") else extras[old]
 
 
 def _auth_type(conn_id: str, value: Any, principal: str) -> AuthType:
@@ -284,6 +309,8 @@ def _number(
 
 
 def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
+    if isinstance(value, str):  # Airflow 3.1's form has a text box for it: the JSON as typed
+        value = _json_text(conn_id, "proxies must map scheme to proxy URL", value, '{"https": "http://proxy:3128"}')
     if value in (None, "", {}):
         return None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -309,21 +336,37 @@ def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
     return value
 
 
+def _json_text(conn_id: str, what: str, text: str, example: str) -> Any:
+    """A JSON extra given as text (a form's text box); the text is never echoed (a proxy URL may hold a password).
+
+    ``what`` says what the extra must be ("proxies must map ..."): the error names it and where the JSON broke.
+    """
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise AtlasFlexConfigError(
+            f"Connection {conn_id!r}: extra {what}, as a JSON object such as {example}; its text is not JSON "
+            f"(line {getattr(exc, 'lineno', '?')}, column {getattr(exc, 'colno', '?')})."
+        ) from None
+
+
 TOKEN_SHARING_MODES = ("process", "host", "deployment")
 # Executors whose tasks all run on the machine of the scheduler: the host store already shares one token.
 _SINGLE_HOST_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor")
 
 
 def _token_sharing(conn_id: str, value: Any) -> str:
-    if value in (None, ""):
+    if value in (None, "", "auto"):
         return default_token_sharing()
     if value in TOKEN_SHARING_MODES:
         return str(value)
     raise AtlasFlexConfigError(
-        f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (one token shared by the task "
-        "processes on a host; the default with the LocalExecutor), 'deployment' (one token for every worker, "
-        "through an encrypted Airflow Variable; the default with Celery, Kubernetes and other distributed "
-        "executors) or 'process' (a token per process, revoked when it exits)."
+        f"Connection {conn_id!r} has extra sharing_scope={value!r}; use 'host' (one token shared by the task "
+        "processes on a host), 'deployment' (one token for every worker, through an encrypted Airflow Variable), "
+        "'process' (a token per process, revoked when it exits) or 'auto' (host with the LocalExecutor, "
+        "deployment with Celery, Kubernetes and other distributed executors; also when left out)."
     )
 
 
@@ -345,6 +388,8 @@ def default_token_sharing() -> str:
 def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> bool:
     """A true/false extra, as JSON or as the text a form or URI gives."""
     value = extras.get(name, default)
+    if value is None or value == "":  # a form field left empty
+        return default
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
