@@ -76,8 +76,8 @@ CONN_FIELDS: dict[str, Any] = {
     "proxies": {
         "label": "Proxies (JSON)",
         "schema": {"type": ["object", "null"]},
-        "description": 'Optional. Scheme to proxy URL, e.g. {"https": "http://proxy:3128"}. Airflow shows it as '
-        "*** once saved (a proxy URL may hold a password); saving the form unchanged keeps it.",
+        "description": 'Optional. Scheme to proxy URL, e.g. {"https": "http://proxy:3128"}. Airflow masks it once '
+        "saved, as a proxy URL may hold a password; saving the form unchanged keeps it.",
     },
 }
 

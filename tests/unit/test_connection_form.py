@@ -88,8 +88,9 @@ def test_every_metadata_field_may_stay_empty():
 SENSITIVE_NAMES = {
     "3.1": "access_key access_token api_key apikey authorization connection_string passphrase passwd password "
     "private_key proxy proxies secret token keyfile_dict service_account",
-    "3.2": "access_key access_token api_key apikey authorization connection_string passphrase passwd password "
-    "private_key proxy proxies secret token keyfile_dict service_account",
+    "3.2": "access_key access_token api_key apikey auth_header authorization bearer connection_string dsn passphrase "
+    "passwd password private_key proxy proxy_password proxies secret service_account service_key token "
+    "keyfile_dict webhook_url",
     "3.3": "access_key access_token api_key apikey auth_header authorization bearer connection_string dsn passphrase "
     "passwd password private_key proxy proxy_password proxies secret service_account service_key token "
     "keyfile_dict webhook_url",
