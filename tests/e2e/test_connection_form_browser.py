@@ -71,16 +71,14 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def chromium_ready() -> None:
+    """Skip (fail under CI=true) when the browser is missing: checked before the api-server starts."""
     reason = missing_browser()
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and no browser: {reason}")
         print(f"\nSKIP browser test: {reason}")
         pytest.skip(reason)
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +88,21 @@ def emulator() -> Iterator[AtlasEmulator]:
 
 
 @pytest.fixture(scope="module")
-def airflow_ui(migrated_home: Path, tmp_path_factory: pytest.TempPathFactory, browser: Any) -> Iterator[str]:
+def airflow_ui(chromium_ready: None, migrated_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real api-server (UI and REST API) on a copy of the migrated database, with connection testing on."""
     home = tmp_path_factory.mktemp("airflow-ui")
     shutil.copy2(migrated_home / "airflow.db", home / "airflow.db")
     (home / "dags").mkdir()
     with AirflowSandbox(home, home / "dags").api_server({"AIRFLOW__CORE__TEST_CONNECTION": "Enabled"}) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def browser(airflow_ui: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Chromium, closed before the api-server stops (its open connections would hold the shutdown)."""
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    yield driver
+    driver.quit()
 
 
 def _rest(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
