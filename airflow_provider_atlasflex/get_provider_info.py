@@ -77,7 +77,7 @@ CONN_FIELDS: dict[str, Any] = {
         "label": "Proxies (JSON)",
         "schema": {"type": ["object", "null"]},
         "description": 'Optional. Scheme to proxy URL, e.g. {"https": "http://proxy:3128"}. Airflow masks it once '
-        "saved, as a proxy URL may hold a password; saving the form unchanged keeps it.",
+        "saved, as a proxy URL may hold a password; left masked, it is kept when the form is saved.",
     },
 }
 

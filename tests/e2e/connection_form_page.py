@@ -86,6 +86,22 @@ class ConnectionsPage:
                 raise AssertionError(f"not on the page after {seconds:g} s: {xpath}")
             time.sleep(0.1)
 
+    def _click(self, find: Any) -> None:
+        """Click what ``find()`` returns, again while it is still animating in, covered or being replaced."""
+        _patiently(lambda: find().click())
+
+    def _send(self, find: Any, *keys: str) -> Any:
+        """Send ``keys`` to what ``find()`` returns (as :meth:`_click`); the element."""
+        element = None
+
+        def send() -> None:
+            nonlocal element
+            element = find()
+            element.send_keys(*keys)
+
+        _patiently(send)
+        return element
+
     def _button(self, name: str) -> Any:
         return self._wait(f"//button[@aria-label='{name}' or normalize-space(.)='{name}']")
 
@@ -127,15 +143,15 @@ class ConnectionsPage:
         self._button("Add Connection")
 
     def start_adding(self, conn_id: str) -> None:
-        self._button("Add Connection").click()
-        self._wait("//input[@name='connection_id']").send_keys(conn_id)
+        self._click(lambda: self._button("Add Connection"))
+        self._send(lambda: self._wait("//input[@name='connection_id']"), conn_id)
         self.choose("Connection Type", "MongoDB Atlas")
 
     def section(self, name: str) -> None:
         """Open the form's section (``Standard Fields`` or ``Extra Fields``); only one is open at a time."""
         trigger = self._button(name)
         if trigger.get_attribute("aria-expanded") != "true":
-            trigger.click()
+            self._click(lambda: self._button(name))
         self._wait(f"//button[normalize-space(.)='{name}' and @aria-expanded='true']")
         time.sleep(0.3)  # the section's opening animation
 
@@ -145,9 +161,8 @@ class ConnectionsPage:
         from selenium.webdriver.common.keys import Keys
 
         for attempt in range(3):  # a re-render while keys arrive can drop one; a person would retype it
-            element = self._wait(f"//input[@name='{name}']")
-            element.send_keys(Keys.CONTROL, "a")
-            element.send_keys(Keys.DELETE)
+            element = self._send(lambda: self._wait(f"//input[@name='{name}']"), Keys.CONTROL, "a")
+            element = self._send(lambda: self._wait(f"//input[@name='{name}']"), Keys.DELETE)
             # At once first (fast), then one key at a time: a burst can lose keys while the form re-renders.
             for keys in [text] if attempt == 0 else text:
                 try:
@@ -164,14 +179,14 @@ class ConnectionsPage:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
 
-        box = self.row(label).find_element(By.XPATH, ".//*[@role='combobox']")
+        box = _settled(lambda: self.row(label).find_element(By.XPATH, ".//*[@role='combobox']"))
         if box.tag_name == "input":  # react-select
-            box.send_keys(value)
+            self._send(lambda: self.row(label).find_element(By.XPATH, ".//*[@role='combobox']"), value)
             self._wait(f"//*[contains(@id, '-option-') and normalize-space(.)='{value}']")
-            box.send_keys(Keys.ENTER)
+            self._send(lambda: self.row(label).find_element(By.XPATH, ".//*[@role='combobox']"), Keys.ENTER)
         else:  # a Chakra select: a button that opens a list of options
-            box.click()
-            self._wait(f"//*[@role='option' and @data-value='{value}']").click()
+            self._click(lambda: self.row(label).find_element(By.XPATH, ".//*[@role='combobox']"))
+            self._click(lambda: self._wait(f"//*[@role='option' and @data-value='{value}']"))
         time.sleep(0.2)
 
     def type_json(self, label: str, text: str) -> None:
@@ -185,7 +200,7 @@ class ConnectionsPage:
         if not editor:
             self.type_into(row.find_element(By.XPATH, ".//input").get_attribute("name"), text)
             return
-        row.find_element(By.XPATH, ".//*[contains(@class, 'view-lines')]").click()
+        self._click(lambda: self.row(label).find_element(By.XPATH, ".//*[contains(@class, 'view-lines')]"))
         editor[0].send_keys(Keys.CONTROL, "a")
         editor[0].send_keys(Keys.DELETE)
         self.driver.execute_cdp_cmd("Input.insertText", {"text": text})  # what a paste does
@@ -196,14 +211,14 @@ class ConnectionsPage:
         from selenium.webdriver.common.by import By
 
         if self.switched_on(label) != on:
-            self.row(label).find_element(By.XPATH, ".//*[@data-part='control']").click()
+            self._click(lambda: self.row(label).find_element(By.XPATH, ".//*[@data-part='control']"))
         assert self.switched_on(label) == on, label
 
     def save_enabled(self) -> bool:
         return bool(self._button("Save").is_enabled())
 
     def save(self) -> None:
-        self._button("Save").click()
+        self._click(lambda: self._button("Save"))
         deadline = time.monotonic() + WAIT_SECONDS
         while self._dialogs() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -217,11 +232,22 @@ class ConnectionsPage:
             lambda: [d for d in self.driver.find_elements(By.XPATH, "//*[@role='dialog']") if d.is_displayed()]
         )
 
+    def dialog_buttons(self) -> list[str]:
+        """The names of the open form's buttons (their text, else their aria-label)."""
+        from selenium.webdriver.common.by import By
+
+        return _settled(
+            lambda: [
+                button.text.strip() or button.get_attribute("aria-label") or ""
+                for button in self._dialogs()[-1].find_elements(By.XPATH, ".//button")
+            ]
+        )
+
     def _row_button(self, conn_id: str, name: str) -> Any:
         return self._wait(f"//tr[.//*[normalize-space(text())='{conn_id}']]//button[@aria-label='{name}']")
 
     def start_editing(self, conn_id: str) -> None:
-        self._row_button(conn_id, "Edit Connection").click()
+        self._click(lambda: self._row_button(conn_id, "Edit Connection"))
         self._wait("//input[@name='connection_id']")
         time.sleep(0.5)  # the form fills in its saved values
 
@@ -229,7 +255,7 @@ class ConnectionsPage:
         """Click the list's Test button for ``conn_id``; the toast it shows ("Test Connection Successful/Failed ...")."""
         from selenium.webdriver.common.by import By
 
-        self._row_button(conn_id, "Test Connection").click()
+        self._click(lambda: self._row_button(conn_id, "Test Connection"))
         deadline = time.monotonic() + WAIT_SECONDS
         while time.monotonic() < deadline:
             toasts = self.driver.find_elements(By.XPATH, "//*[@data-scope='toast' and @data-part='root']")
@@ -264,3 +290,22 @@ def _settled(read: Any, attempts: int = 20) -> Any:
         except StaleElementReferenceException:
             time.sleep(0.1)
     return read()
+
+
+def _patiently(act: Any, seconds: float = 10.0) -> None:
+    """``act()``, again while its element is still animating in, covered or being replaced by React."""
+    from selenium.common.exceptions import (
+        ElementClickInterceptedException,
+        ElementNotInteractableException,
+        StaleElementReferenceException,
+    )
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            act()
+            return
+        except (ElementClickInterceptedException, ElementNotInteractableException, StaleElementReferenceException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
