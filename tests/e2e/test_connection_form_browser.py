@@ -73,7 +73,7 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: set up before the session's migrated database, which a skip spares
 def chromium_ready() -> None:
     """Skip (fail under CI=true) when the browser is missing: checked before the api-server starts."""
     reason = missing_browser()
