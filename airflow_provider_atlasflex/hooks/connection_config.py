@@ -192,7 +192,7 @@ def _renamed(conn_id: str, extras: dict[str, Any], key: str) -> Any:
         used = "ignored: the new one is set" if value not in (None, "") else "still read"
         log.warning(
             "Connection %r uses the deprecated extra %r (%s); rename it to %r: Airflow masks any extra whose name "
-            "contains 'token', so its form showed and saved '***' for it.",
+            "contains 'token', so the connection form showed it as '***'.",
             conn_id, old, used, key,
         )
     return value if value not in (None, "") else extras[old]
