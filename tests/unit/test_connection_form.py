@@ -174,10 +174,10 @@ def test_airflow_shows_every_default_unmasked():
 def test_an_unknown_extra_key_is_named_with_the_nearest_known_one(monkeypatch, caplog, extra, says):
     import logging
 
-    from airflow_provider_atlasflex.hooks import connection_config
+    from airflow_provider_atlasflex.hooks import connection_extras
     from tests.unit.conftest import set_connection
 
-    monkeypatch.setattr(connection_config, "_WARNED", set())
+    monkeypatch.setattr(connection_extras, "_WARNED", set())
     set_connection(monkeypatch, login="pubkey01", password="x" * 8, extra=extra)
     with caplog.at_level(logging.WARNING, "airflow_provider_atlasflex"):
         AtlasFlexHook().config  # noqa: B018
@@ -187,10 +187,10 @@ def test_an_unknown_extra_key_is_named_with_the_nearest_known_one(monkeypatch, c
 
 
 def _config(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Any:
-    from airflow_provider_atlasflex.hooks import connection_config
+    from airflow_provider_atlasflex.hooks import connection_extras
     from tests.unit.conftest import GROUP, SA_ID, SA_SECRET, set_connection
 
-    monkeypatch.setattr(connection_config, "_WARNED", set())
+    monkeypatch.setattr(connection_extras, "_WARNED", set())
     set_connection(monkeypatch, login=SA_ID, password=SA_SECRET, extra={"group_id": GROUP, **extra})
     return AtlasFlexHook().config
 
