@@ -15,14 +15,17 @@ MATRIX_MINORS ?= 3.1 3.2 3.3
 # What CI (.ci/run) runs besides `make test`, which already covers the newest: the oldest minor.
 CI_MATRIX_MINORS ?= 3.1
 MATRIX_DIR := .matrix
-# Each matrix run: every test not marked e2e, then one real `airflow dags test` of the example DAG
-# and the installed-wheel checks (the wheel in a fresh venv runs the demo).
-MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest] tests/packaging
+# Each matrix run: every test not marked e2e, then one real `airflow dags test` of the example DAG,
+# the connection form in a browser and the installed-wheel checks (the wheel in a fresh venv runs the demo).
+BROWSER_TEST := tests/e2e/test_connection_form_browser.py
+MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest] $(BROWSER_TEST) tests/packaging
 
 # Debian packages the tests need besides the Python ones: PostgreSQL and Redis for the Celery deployment
-# test (tests/e2e/test_celery_deployment.py). .ci/debian-packages.sh installs the missing ones (root or
-# sudo, apt-get); elsewhere it says what to install and that test skips (under CI=true it fails).
-DEBIAN_TEST_PACKAGES := postgresql redis-server
+# test (tests/e2e/test_celery_deployment.py), Chromium and its driver for the connection-form browser test
+# (tests/e2e/test_connection_form_browser.py). .ci/debian-packages.sh installs the missing ones (root or
+# sudo, apt-get); elsewhere it says what to install and those tests skip (under CI=true they fail).
+BROWSER_PACKAGES := chromium chromium-driver
+DEBIAN_TEST_PACKAGES := postgresql redis-server $(BROWSER_PACKAGES)
 
 .PHONY: demo test unit e2e e2e-celery debian-packages bench lint docs clean matrix ci-matrix constraints
 # Keep each matrix venv's stamp (make would delete it as an intermediate file of matrix-MINOR).
@@ -91,7 +94,7 @@ bench: $(STAMP)
 matrix: $(addprefix matrix-,$(MATRIX_MINORS))
 
 # .ci/run: after `make test` (the newest minor), the oldest; the wheel checks already ran in `make test`.
-ci-matrix: MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest]
+ci-matrix: MATRIX_E2E := tests/e2e/test_nightly_export_dag.py::test_nightly_export_discovers_exports_and_reports[poke-digest] $(BROWSER_TEST)
 ci-matrix: $(addprefix matrix-,$(CI_MATRIX_MINORS))
 
 $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
@@ -105,6 +108,7 @@ $(MATRIX_DIR)/venv-%/.installed: constraints/airflow-%.txt pyproject.toml
 matrix-%: $(MATRIX_DIR)/venv-%/.installed
 	@echo "== Airflow $$($(MATRIX_DIR)/venv-$*/bin/python -c 'import importlib.metadata as m; print(m.version("apache-airflow"))') ($(MATRIX_DIR)/venv-$*)"
 	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider $(PYTEST_WORKERS) -m "not e2e" -q
+	-.ci/debian-packages.sh $(BROWSER_PACKAGES)
 	$(MATRIX_DIR)/venv-$*/bin/python -m pytest -p no:cacheprovider $(PYTEST_WORKERS) -q -m e2e $(MATRIX_E2E)
 
 # Regenerate one minor's pins: make constraints MINOR=3.2 AIRFLOW=3.2.2 (then run make matrix-3.2).

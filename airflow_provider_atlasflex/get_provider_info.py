@@ -14,64 +14,75 @@ __all__ = ["get_provider_info"]
 
 # The connection form's extra fields (Airflow >= 3.2 reads these; older versions get the same fields
 # as wtforms widgets from the hook classes, built from this table by hooks/connection_form.py).
+# Every type admits null: Airflow's form marks a field whose type does not as required and blocks Save
+# while it is empty, and each of these may be left empty (the connection config then uses the default).
+# No name may contain a word Airflow treats as secret (token, secret, password, api_key, proxy, ...;
+# `sensitive_var_conn_names`): the form would show and save "***" for it. `proxies` is the one exception
+# on purpose: a proxy URL may hold a password (docs/connection-form.md).
+# Airflow's form shows no placeholder for an extra field on any minor: examples go in the description.
 CONN_FIELDS: dict[str, Any] = {
     "auth_type": {
         "label": "Auth type",
-        "schema": {"type": "string", "enum": ["service_account", "digest"], "default": "service_account"},
+        "schema": {"type": ["string", "null"], "enum": ["service_account", "digest"], "default": "service_account"},
         "description": "service_account: OAuth client credentials (recommended; Login = client id mdb_sa_id_..., "
-        "Password = client secret). digest: a legacy API key pair (Login = public key, Password = private key).",
+        "Password = client secret). digest: a legacy API key pair (Login = public key, Password = private key). "
+        "Empty: inferred from the Login.",
     },
     "group_id": {
         "label": "Default project id",
         "schema": {"type": ["string", "null"], "pattern": "^([a-f0-9]{24})$"},
-        "description": "24-hex Atlas project (group) id used when a task does not pass group_id "
-        "(Atlas UI: Project Settings). Optional.",
+        "description": "Optional. The 24-hex Atlas project (group) id used when a task does not pass group_id, "
+        "e.g. 5f1b2c3d4e5f60718293a4b5 (Atlas UI: Project Settings).",
     },
     "timeout": {
         "label": "Request timeout (seconds, at most 3600)",
-        "schema": {"type": "number", "default": 60, "minimum": 0.001, "maximum": 3600},
-        "description": "Connect and read timeout of each request to Atlas and of each read of the download.",
+        "schema": {"type": ["number", "null"], "default": 60, "minimum": 0.001, "maximum": 3600},
+        "description": "Connect and read timeout of each request to Atlas and of each read of the download. "
+        "Empty: 60.",
     },
     "max_retries": {
         "label": "Max retries (0 to 100)",
-        "schema": {"type": "integer", "default": 5, "minimum": 0, "maximum": 100},
+        "schema": {"type": ["integer", "null"], "default": 5, "minimum": 0, "maximum": 100},
         "description": "Retries of one request after 429, 5xx or a network error (exponential backoff, honours "
-        "Retry-After). Errors no retry can fix (404, 401, 403, bad input) fail at once.",
+        "Retry-After). Errors no retry can fix (404, 401, 403, bad input) fail at once. Empty: 5.",
     },
     "verify": {
         "label": "Verify TLS certificates",
-        "schema": {"type": "boolean", "default": True},
+        "schema": {"type": ["boolean", "null"], "default": True},
         "description": "Keep on. Off accepts any certificate (only for a local test server).",
     },
     "ca_bundle": {
         "label": "CA bundle path",
         "schema": {"type": ["string", "null"]},
-        "description": "Optional path of a PEM file (or directory) of trusted CAs, present on every worker and "
-        "triggerer, e.g. for a TLS-inspecting proxy. Empty: the system's CA certificates.",
+        "description": "Optional. Path of a PEM file (or directory) of trusted CAs, present on every worker and "
+        "triggerer, e.g. /etc/ssl/certs/corporate-ca.pem for a TLS-inspecting proxy. Empty: the system's CA "
+        "certificates.",
     },
-    "token_sharing": {
-        "label": "Token sharing",
-        # No "default" here: Airflow masks the value of any field whose name contains "token" ("***"), and
-        # the form would save that. Empty means the executor's default.
-        "schema": {"type": "string", "enum": ["host", "deployment", "process"]},
-        "description": "Service accounts only (Atlas allows 10 token requests a minute). Empty: host with the "
-        "Local executor, deployment with Celery or Kubernetes. host: the task processes on a machine share one "
-        "access token; deployment: every worker shares one through an encrypted Airflow Variable; process: each "
+    "sharing_scope": {
+        # Was "token_sharing" (still read, with a warning): Airflow masks any field whose name contains "token".
+        "label": "Token sharing (service accounts)",
+        "schema": {"type": ["string", "null"], "enum": ["auto", "host", "deployment", "process"], "default": "auto"},
+        "description": "Who shares one access token (Atlas allows 10 token requests a minute); API keys ignore "
+        "it. auto: host with the Local executor, deployment with Celery or Kubernetes. host: the task processes "
+        "on a machine; deployment: every worker, through an encrypted Airflow Variable; process: none, each "
         "process keeps its own and revokes it on exit.",
     },
     "allow_insecure_http": {
         "label": "Allow plain http (tests only)",
-        "schema": {"type": "boolean", "default": False},
+        "schema": {"type": ["boolean", "null"], "default": False},
         "description": "Accept an http:// Base URL and snapshot links. Secrets and backups would travel in clear "
         "text: only for a local emulator or test server.",
     },
     "proxies": {
         "label": "Proxies (JSON)",
         "schema": {"type": ["object", "null"]},
-        "description": 'Optional, e.g. {"https": "http://proxy:3128"}',
+        "description": 'Optional. Scheme to proxy URL, e.g. {"https": "http://proxy:3128"}. Airflow masks it once '
+        "saved, as a proxy URL may hold a password; left masked, it is kept when the form is saved.",
     },
 }
 
+# Airflow renders placeholders for the standard fields only (host, login, password, schema, port,
+# description), on every minor: tests/unit/test_connection_form.py keeps it that way.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "port"],
     "relabeling": {
@@ -83,9 +94,6 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
         "login": "API public key, or service account client id (mdb_sa_id_...)",
         "password": "API private key, or service account client secret",
         "host": "https://cloud.mongodb.com",
-        "extra": '{"group_id": "<24-hex project id>", "auth_type": "service_account"}',
-        "ca_bundle": "/etc/ssl/certs/corporate-ca.pem",
-        "group_id": "24-hex project id, e.g. 5f1b2c3d4e5f60718293a4b5",
     },
 }
 

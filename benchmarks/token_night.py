@@ -1,4 +1,4 @@
-"""Benchmark: a 200-cluster night on 20 worker hosts, with and without ``token_sharing: deployment`` (issue 11).
+"""Benchmark: a 200-cluster night on 20 worker hosts, with and without ``sharing_scope: deployment`` (issue 11).
 
 Each host is a separate process with its own host token store; Atlas's token limits are on
 (10 token requests a minute, 100 active tokens). Prints token requests, token-endpoint 429s, the
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
 if __name__ == "__main__":
     table = main()
-    header = ("what", "token_sharing=deployment", "token_sharing=host (before)", "target", "verdict")
+    header = ("what", "sharing_scope=deployment", "sharing_scope=host (before)", "target", "verdict")
     widths = [max(len(str(r[i])) for r in (header, *table)) for i in range(5)]
     for row in (header, *table):
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))

@@ -20,7 +20,7 @@ from airflow_provider_atlasflex.exceptions import (
     AtlasNotFoundError,
     AtlasPermissionError,
 )
-from airflow_provider_atlasflex.hooks import connection_form
+from airflow_provider_atlasflex.hooks import connection_check, connection_form
 from airflow_provider_atlasflex.hooks import operations as ops
 from airflow_provider_atlasflex.hooks.answers import MAX_API_BODY_BYTES, READ_CHUNK_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
@@ -345,7 +345,12 @@ class AtlasFlexHook(AtlasFlexHookBase):
         return self.run(call, reconcile=reconcile)
 
     def test_connection(self) -> tuple[bool, str]:
-        """The UI's Test button (and ``airflow connections test``): always authenticates against Atlas.
+        """The UI's Test button (and ``airflow connections test``): :meth:`probe_connection`, answered within
+        ``TEST_DEADLINE_SECONDS`` (10 s) whatever the host does (see :mod:`.connection_check`)."""
+        return connection_check.answer_in_time(self)
+
+    def probe_connection(self) -> tuple[bool, str]:
+        """What the Test checks (unbounded: call :meth:`test_connection`); always authenticates against Atlas.
 
         Sends: the token request (service account), ``listGroups`` (needs no project, so a wrong key
         fails even without ``group_id``), and with a default project two probes that cannot change

@@ -5,10 +5,7 @@ All connection mistakes surface here, with the field to fix, before any request 
 
 from __future__ import annotations
 
-import difflib
 import functools
-import json
-import logging
 import math
 import os
 import re
@@ -18,14 +15,18 @@ from urllib.parse import urlsplit
 
 from airflow_provider_atlasflex.defaults import DEFAULT_CONN_ID  # noqa: F401 (kept importable from here)
 from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError
+from airflow_provider_atlasflex.hooks.connection_extras import (
+    json_text,
+    or_default,
+    read_extras,
+    renamed,
+    warn_unknown_extras,
+)
 from airflow_provider_atlasflex.validation import require_object_id
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-log = logging.getLogger(__name__)
-# (connection id, extra key) already warned about in this process: hooks read the connection often.
-_WARNED: set[tuple[str, str]] = set()
 
 CONN_TYPE = "mongodb_atlas"
 DEFAULT_BASE_URL = "https://cloud.mongodb.com"
@@ -41,11 +42,6 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9._:-]+$")
 PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 # requests reads "http", "https", "all" and "<scheme>://<host>" keys; anything else is silently unused.
 PROXY_KEYS = ("http", "https", "all")
-EXTRA_EXAMPLE = '{"group_id": "<24-hex project id>", "auth_type": "digest"}'
-JSON_TYPE_NAMES: dict[type, str] = {
-    list: "a JSON array", str: "a JSON string", int: "a number", float: "a number", bool: "true/false", type(None): "null"
-}
-
 AuthType = Literal["digest", "service_account"]
 
 
@@ -84,8 +80,8 @@ class AtlasConnectionConfig:
                 f"Connection {conn_id!r} has type {conn.conn_type!r}; the Atlas flex hooks need a "
                 f"{CONN_TYPE!r} connection. Create one with conn_type {CONN_TYPE!r} (see the README)."
             )
-        extras = _extras(conn)
-        _warn_unknown_extras(conn_id, extras)
+        extras = read_extras(conn)
+        warn_unknown_extras(conn_id, extras)
         principal = (conn.login or "").strip()
         secret = conn.password or ""
         auth_type = _auth_type(conn_id, extras.get("auth_type"), principal)
@@ -129,48 +125,11 @@ class AtlasConnectionConfig:
                 )
             ),
             proxies=_proxies(conn_id, extras.get("proxies")),
-            verify=_verify_with_bundle(conn_id, extras.get("verify", True), extras.get("ca_bundle")),
-            share_tokens=_token_sharing(conn_id, extras.get("token_sharing")) != "process",
-            token_sharing=_token_sharing(conn_id, extras.get("token_sharing")),
+            verify=_verify_with_bundle(conn_id, or_default(extras.get("verify"), True), extras.get("ca_bundle")),
+            share_tokens=_token_sharing(conn_id, renamed(conn_id, extras, "sharing_scope")) != "process",
+            token_sharing=_token_sharing(conn_id, renamed(conn_id, extras, "sharing_scope")),
             allow_insecure_http=allow_insecure_http,
         )
-
-
-def _extras(conn: Connection) -> dict[str, Any]:
-    raw = conn.extra
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    except (ValueError, TypeError) as exc:
-        raise AtlasFlexConfigError(
-            f"Connection {conn.conn_id!r} has an Extra field that is not a JSON object ({exc.__class__.__name__}); "
-            f"write it as e.g. {EXTRA_EXAMPLE}."
-        ) from None
-    if not isinstance(value, dict):
-        found = JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-        raise AtlasFlexConfigError(
-            f"Connection {conn.conn_id!r}: Extra must be a JSON object, not {found}; write it as e.g. {EXTRA_EXAMPLE}."
-        )
-    return value
-
-
-def _warn_unknown_extras(conn_id: str, extras: dict[str, Any]) -> None:
-    """One warning per unknown extra key and process, naming the nearest known key: a typo such as
-    ``groupId`` must not be silently ignored (the default it leaves in place may be the wrong project)."""
-    from airflow_provider_atlasflex.get_provider_info import CONN_FIELDS
-
-    known = sorted(CONN_FIELDS)
-    folded = {key.replace("_", "").lower(): key for key in known}
-    for key in sorted(set(extras) - set(known)):
-        if (conn_id, key) in _WARNED:
-            continue
-        _WARNED.add((conn_id, key))
-        nearest = folded.get(str(key).replace("_", "").replace("-", "").lower()) or next(
-            iter(difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)), None
-        )
-        hint = f"did you mean {nearest!r}?" if nearest else f"the known keys are {', '.join(known)}"
-        log.warning("Connection %r has an unknown extra %r, which is ignored: %s", conn_id, key, hint)
 
 
 def _auth_type(conn_id: str, value: Any, principal: str) -> AuthType:
@@ -284,6 +243,8 @@ def _number(
 
 
 def _proxies(conn_id: str, value: Any) -> dict[str, str] | None:
+    if isinstance(value, str):  # Airflow 3.1's form has a text box for it: the JSON as typed
+        value = json_text(conn_id, "proxies must map scheme to proxy URL", value, '{"https": "http://proxy:3128"}')
     if value in (None, "", {}):
         return None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
@@ -315,15 +276,15 @@ _SINGLE_HOST_EXECUTORS = ("LocalExecutor", "SequentialExecutor", "DebugExecutor"
 
 
 def _token_sharing(conn_id: str, value: Any) -> str:
-    if value in (None, ""):
+    if value in (None, "", "auto"):
         return default_token_sharing()
     if value in TOKEN_SHARING_MODES:
         return str(value)
     raise AtlasFlexConfigError(
-        f"Connection {conn_id!r} has extra token_sharing={value!r}; use 'host' (one token shared by the task "
-        "processes on a host; the default with the LocalExecutor), 'deployment' (one token for every worker, "
-        "through an encrypted Airflow Variable; the default with Celery, Kubernetes and other distributed "
-        "executors) or 'process' (a token per process, revoked when it exits)."
+        f"Connection {conn_id!r} has extra sharing_scope={value!r}; use 'host' (one token shared by the task "
+        "processes on a host), 'deployment' (one token for every worker, through an encrypted Airflow Variable), "
+        "'process' (a token per process, revoked when it exits) or 'auto' (host with the LocalExecutor, "
+        "deployment with Celery, Kubernetes and other distributed executors; also when left out)."
     )
 
 
@@ -345,6 +306,8 @@ def default_token_sharing() -> str:
 def _flag(conn_id: str, extras: dict[str, Any], name: str, *, default: bool) -> bool:
     """A true/false extra, as JSON or as the text a form or URI gives."""
     value = extras.get(name, default)
+    if value is None or value == "":  # a form field left empty
+        return default
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):

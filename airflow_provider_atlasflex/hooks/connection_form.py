@@ -5,7 +5,9 @@ versions call ``get_connection_form_widgets`` and ``get_ui_field_behaviour``, an
 sit in the hook class's own ``__dict__``; both hook classes define them and delegate here, so the
 form is declared once (``CONN_FIELDS``) and the two paths cannot drift. Airflow accepts only
 StringField, IntegerField, PasswordField and BooleanField widgets; a choice is a StringField with
-an ``any_of`` validator, which the UI shows as a select.
+an ``any_of`` validator, which the UI shows as a select. Every field is optional there (Airflow 3.1
+types each one as nullable), and a JSON object (proxies) is a text box whose text the connection
+config parses.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ def connection_form_widgets() -> dict[str, Any]:
             widgets[name] = IntegerField(label, validators=[Optional(), bounds], widget=BS3TextFieldWidget(), **common)
         elif "enum" in schema:
             choices = [value for value in schema["enum"] if value is not None]
-            widgets[name] = StringField(label, validators=[any_of(choices)], widget=BS3TextFieldWidget(), **common)
-        else:  # strings, numbers with a fraction (timeout), JSON objects (proxies): text the config parses
+            validators = [Optional(), any_of(choices)]  # empty is allowed: the connection config has a default
+            widgets[name] = StringField(label, validators=validators, widget=BS3TextFieldWidget(), **common)
+        else:  # strings, numbers with a fraction (timeout), JSON objects (proxies: parsed from the text)
             if "default" in common:
                 common["default"] = str(common["default"])
             widgets[name] = StringField(label, validators=[Optional()], widget=BS3TextFieldWidget(), **common)

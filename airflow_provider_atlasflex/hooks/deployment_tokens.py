@@ -1,4 +1,4 @@
-"""``token_sharing: deployment``: one service-account token for every host of a distributed deployment.
+"""``sharing_scope: deployment``: one service-account token for every host of a distributed deployment.
 
 With the Celery or Kubernetes executor each task may run on another machine (or in its own pod),
 so a per-host token store still makes one token per host, and a busy night breaks Atlas's limits
@@ -74,7 +74,7 @@ class AirflowVariables:
             key,
             value,
             description="Atlas service-account access token shared by the deployment's task processes "
-            "(airflow-provider-atlasflex, token_sharing: deployment); encrypted, safe to delete.",
+            "(airflow-provider-atlasflex, sharing_scope: deployment); encrypted, safe to delete.",
         )
 
 
@@ -82,7 +82,7 @@ class VariableTokenStore:
     """One service account's token in one Variable, agreed on by every host (see the module docstring).
 
     Fails soft: when Variables cannot be reached (outside a task, an API outage) the host behaves as
-    with ``token_sharing: host`` and says so once in the log.
+    with ``sharing_scope: host`` and says so once in the log.
     """
 
     def __init__(
@@ -227,7 +227,7 @@ class VariableTokenStore:
         if not self._warned:
             self._warned = True
             log.warning(
-                "token_sharing 'deployment': could not use Airflow Variable %s (%s); this process shares its "
+                "sharing_scope 'deployment': could not use Airflow Variable %s (%s); this process shares its "
                 "Atlas token only with the task processes on its host. Check the task can read and write Variables.",
                 self.name,
                 type(exc).__name__,
@@ -256,7 +256,7 @@ _stores_lock = threading.Lock()
 
 
 def use_variables(transport: VariableTransport) -> None:
-    """Point ``token_sharing: deployment`` at another Variable transport (simulations and tests)."""
+    """Point ``sharing_scope: deployment`` at another Variable transport (simulations and tests)."""
     global _variables
     with _stores_lock:
         _variables = transport
@@ -274,7 +274,7 @@ def encryption_key(base_url: str, client_id: str, client_secret: str) -> bytes:
 
 
 def deployment_store(config: AtlasConnectionConfig) -> VariableTokenStore | None:
-    """The deployment-wide store for a connection with ``token_sharing: deployment``; None otherwise."""
+    """The deployment-wide store for a connection with ``sharing_scope: deployment``; None otherwise."""
     if getattr(config, "token_sharing", "host") != "deployment" or config.auth_type != "service_account":
         return None
     name = variable_name(config.base_url, config.principal, config.secret)

@@ -28,7 +28,7 @@ from airflow_provider_atlasflex.hooks.token_store import HostTokenStore
 class TokenCache:
     """Service-account tokens, keyed by base URL and credentials.
 
-    ``shared=True`` (``token_sharing: host``, and the host layer of ``deployment``) also keeps the
+    ``shared=True`` (``sharing_scope: host``, and the host layer of ``deployment``) also keeps the
     token in a private file (0600, in a 0700 directory owned by this user) so that every task
     process on the host reuses one token: Airflow runs each task in its own process, and a night of
     50 clusters would otherwise ask for 100+ tokens against a limit of 10 a minute. A token that is
@@ -37,7 +37,7 @@ class TokenCache:
 
     Fetching is single-flight: however many threads, event loops (the triggerer's triggers) and
     processes on the host want a token at once, one of them asks Atlas and the others wait for its
-    answer. With a ``deployment`` store (``token_sharing: deployment``) the hosts of a distributed
+    answer. With a ``deployment`` store (``sharing_scope: deployment``) the hosts of a distributed
     deployment also agree on one token (see :mod:`.deployment_tokens`).
     """
 
@@ -258,7 +258,7 @@ class TokenCache:
 
 
 class DeploymentStore(Protocol):
-    """Where the hosts of a deployment agree on one token (``token_sharing: deployment``)."""
+    """Where the hosts of a deployment agree on one token (``sharing_scope: deployment``)."""
 
     def claim(self) -> CachedToken | None:
         """A fresh token another host stored, or None once this host may fetch one (blocking)."""

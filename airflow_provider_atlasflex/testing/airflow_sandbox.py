@@ -148,6 +148,44 @@ class AirflowSandbox:
             result = self._run_in_own_group(args, {**extra, **service_env}, timeout)
         return DagTestResult(result.returncode, result.output, result.seconds, logs)
 
+    @contextlib.contextmanager
+    def api_server(self, env: Mapping[str, str] | None = None, *, timeout: float = 120) -> Iterator[str]:
+        """``airflow api-server`` (the UI and the REST API) on a free loopback port; yields its base URL.
+
+        Every visitor is an admin without logging in (the simple auth manager's all-admins mode), so
+        it is for a throw-away sandbox only: a browser test, or a look at the connection form. Its
+        output goes to ``service_log_folder``; its whole process group is stopped on exit.
+        """
+        self.migrate()
+        self.service_log_folder.mkdir(parents=True, exist_ok=True)
+        started: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
+        try:
+            for attempt in range(3):  # a free port can be taken between the probe and the bind
+                if started is not None:
+                    _stop_group(started[0], signal.SIGTERM, grace=10)
+                    started[1].close()
+                port = _free_port()
+                url = f"http://127.0.0.1:{port}"
+                service_env = {
+                    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                    "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                    "AIRFLOW__API__BASE_URL": url,
+                    **(env or {}),
+                }
+                log_file = self.service_log_folder / f"api-server-{port}.log"
+                started = self._start_service(
+                    ["api-server", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)], service_env, log_file
+                )
+                if _wait_until_healthy(f"{url}/api/v2/monitor/health", started[0], timeout=timeout):
+                    break
+                if attempt == 2:
+                    raise RuntimeError(f"airflow api-server did not become healthy:\n{_tail(log_file)}")
+            yield url
+        finally:
+            if started is not None:
+                _stop_group(started[0], signal.SIGTERM, grace=20)
+                started[1].close()
+
     # ---- use_executor: LocalExecutor + Execution API server (+ triggerer) ---------------------
 
     @contextlib.contextmanager

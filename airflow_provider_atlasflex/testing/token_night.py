@@ -3,7 +3,7 @@
 Each worker "host" is a separate process with its own host token store (``ATLASFLEX_TOKEN_DIR``),
 as Celery workers or Kubernetes pods are. A host runs its share of the clusters, three tasks per
 cluster (request the link, wait for it, copy the file); between tasks it forgets every token it
-holds in memory, as a new task process would. With ``token_sharing: deployment`` the hosts share
+holds in memory, as a new task process would. With ``sharing_scope: deployment`` the hosts share
 Airflow Variables, stood in for here by a directory of files with the same contract (read, write,
 last writer wins, no compare-and-swap), since the simulation runs without an API server.
 
@@ -113,7 +113,7 @@ def _host(index: int, clusters: list[str], token_dir: str, variables_dir: str | 
 
 
 def run_night(emulator: Any, *, mode: str, hosts: int = 20, workdir: str | Path) -> NightResult:
-    """Run the night against a running emulator (token limits on); ``mode`` is the token_sharing extra."""
+    """Run the night against a running emulator (token limits on); ``mode`` is the sharing_scope extra."""
     # Imported before the hosts fork: a worker has them loaded before its first task.
     import airflow_provider_atlasflex.hooks.atlas_flex
     import airflow_provider_atlasflex.transfers.snapshot_to_storage  # noqa: F401
@@ -126,7 +126,7 @@ def run_night(emulator: Any, *, mode: str, hosts: int = 20, workdir: str | Path)
     variables.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     os.environ["AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT"] = json.dumps(
-        emulator_connection(emulator, "service_account", token_sharing=mode)
+        emulator_connection(emulator, "service_account", sharing_scope=mode)
     )
     context = multiprocessing.get_context("fork")
     processes = []

@@ -5,7 +5,7 @@ then ``airflow api-server``, ``scheduler``, ``dag-processor``, ``triggerer`` and
 worker`` processes, each worker with its own token directory as if on its own machine (see
 ``tests/e2e/celery_deployment.py``). The scheduler runs the unpaused nightly DAG (deferrable) against
 the local Atlas emulator with Atlas's token limits on (10 token requests a minute per service account)
-and 24 flex clusters. The connection leaves ``token_sharing`` out: the CeleryExecutor must make it
+and 24 flex clusters. The connection leaves ``sharing_scope`` out: the CeleryExecutor must make it
 ``deployment``.
 
 ``make e2e-celery`` runs it alone (installing the Debian packages if missing); ``make test`` runs it
@@ -92,7 +92,7 @@ def test_nightly_export_on_a_celery_deployment_uses_one_token(tmp_path: Path) ->
     groups: list[int] = []  # every process group started, checked empty at the end
     with emulator as emu:
         env = {
-            # No token_sharing extra: the CeleryExecutor must make it "deployment".
+            # No sharing_scope extra: the CeleryExecutor must make it "deployment".
             "AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT": json.dumps(emulator_connection(emu, "service_account")),
             "AIRFLOW_VAR_ATLASFLEX_DESTINATION_ROOT": exports.as_uri(),
             "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",

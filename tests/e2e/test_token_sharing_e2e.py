@@ -1,4 +1,4 @@
-"""token_sharing 'deployment' in real Airflow: two workers that share no host token store use one token.
+"""sharing_scope 'deployment' in real Airflow: two workers that share no host token store use one token.
 
 Each ``airflow dags test`` run is its own process with its own ``ATLASFLEX_TOKEN_DIR`` (as two
 Celery workers or pods would be); they share only the deployment's metadata database, where the
@@ -20,13 +20,13 @@ from tests.reliability.registry import reliability
 @reliability(
     "hostile",
     "two workers that share no host token store (separate ATLASFLEX_TOKEN_DIR, separate processes) export "
-    "with token_sharing 'deployment' in real Airflow",
+    "with sharing_scope 'deployment' in real Airflow",
     "the first worker stores its token in an encrypted Airflow Variable through the Task SDK; the second reads it",
     "both runs succeed with 1 token request in all; the Variable holds only ciphertext; no token in the task output",
 )
 def test_two_workers_without_a_shared_host_store_use_one_token(sandbox, tmp_path: Path) -> None:
     with AtlasEmulator(clusters=("alpha",), snapshot_size=200_000, restore_duration=1.0) as emu:
-        connection = emulator_connection(emu, "service_account", token_sharing="deployment")
+        connection = emulator_connection(emu, "service_account", sharing_scope="deployment")
         outputs = []
         for worker, date in (("worker-a", "2026-11-20"), ("worker-b", "2026-11-21")):
             token_dir = tmp_path / worker

@@ -53,7 +53,7 @@ def test_a_new_session_is_challenged_again(emu, atlas_conn):
     [("digest", 10, {"401": 3}), ("service_account", 8, {"oauthToken": 1})],
 )
 def test_requests_per_export(emu, atlas_conn, tmp_path, auth, expected_total, expected_extra):
-    atlas_conn(emu, auth, token_sharing="process")
+    atlas_conn(emu, auth, sharing_scope="process")
     run_export(tmp_path)
     exchanges = emu.requests.snapshot()
     challenges = sum(1 for x in exchanges if x.status == 401)

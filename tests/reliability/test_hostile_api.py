@@ -70,7 +70,7 @@ def connect(monkeypatch: pytest.MonkeyPatch, host: str, auth: str, **extra: Any)
     login, password = (SA_ID, SA_SECRET) if auth == "service_account" else (API_KEY, PRIVATE_KEY)
     fields = {
         "conn_type": "mongodb_atlas", "host": host, "login": login, "password": password,
-        "extra": {"group_id": GROUP, "auth_type": auth, "allow_insecure_http": True, "token_sharing": "process",
+        "extra": {"group_id": GROUP, "auth_type": auth, "allow_insecure_http": True, "sharing_scope": "process",
                   "max_retries": 1, **extra},
     }
     monkeypatch.setenv("AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT", json.dumps(fields))

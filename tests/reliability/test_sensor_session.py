@@ -77,7 +77,7 @@ def clocked(make_emulator: Callable[..., AtlasEmulator], atlas_conn: Callable[..
     def make(auth: str = "digest") -> tuple[AtlasEmulator, FakeClock]:
         clock = FakeClock()
         emu = make_emulator(clock=clock, restore_duration=30.0)
-        atlas_conn(emu, auth, token_sharing="process")
+        atlas_conn(emu, auth, sharing_scope="process")
         return emu, clock
 
     return make

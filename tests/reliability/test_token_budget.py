@@ -88,12 +88,12 @@ def test_fifty_task_processes_share_one_token(emulator, monkeypatch):
 
 @reliability(
     "secret",
-    "connection extra token_sharing='process': each task process gets its own token",
+    "connection extra sharing_scope='process': each task process gets its own token",
     "the process revokes its token when it exits",
     "no token is left active after the tasks end (the 100-token cap is never approached)",
 )
 def test_private_tokens_are_revoked_when_the_process_exits(emulator, monkeypatch):
-    connect(monkeypatch, emulator, token_sharing="process")
+    connect(monkeypatch, emulator, sharing_scope="process")
     codes = run_task_processes(lambda i: AtlasFlexHook().get_flex_cluster(f"cluster-{i:02d}"), 5)
     assert codes == [0] * 5
     client = emulator.service_account.client_id

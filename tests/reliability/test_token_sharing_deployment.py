@@ -1,4 +1,4 @@
-"""token_sharing 'deployment': one token for every worker host (issue 11).
+"""sharing_scope 'deployment': one token for every worker host (issue 11).
 
 Worker hosts are separate processes with separate host stores (as Celery workers or Kubernetes
 pods); they share Airflow Variables, stood in for by ``FileVariables`` (same contract: read,
@@ -57,7 +57,7 @@ def token(value: str, now: float | None = None) -> CachedToken:
 @reliability(
     "hostile",
     "a 200-cluster night on 20 worker hosts (separate processes and host stores, as pods), Atlas' token limits on, "
-    "token_sharing 'deployment'",
+    "sharing_scope 'deployment'",
     "the hosts agree on one token through an encrypted Airflow Variable (lease, then read-back)",
     "all 200 exports complete; no 429 from the token endpoint; at most 5 token requests, at most 3 active tokens",
 )
@@ -118,14 +118,14 @@ def emu_deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variables: F
     with AtlasEmulator(clusters=("alpha", "beta"), snapshots_per_cluster=1, restore_duration=0.0) as emu:
         monkeypatch.setenv(
             "AIRFLOW_CONN_MONGODB_ATLAS_DEFAULT",
-            json.dumps(emulator_connection(emu, "service_account", token_sharing="deployment")),
+            json.dumps(emulator_connection(emu, "service_account", sharing_scope="deployment")),
         )
         yield emu
 
 
 @reliability(
     "hostile",
-    "8 worker hosts with separate host stores need a token at the same moment (token_sharing 'deployment')",
+    "8 worker hosts with separate host stores need a token at the same moment (sharing_scope 'deployment')",
     "one host wins the lease in the shared Variable and fetches; the others wait for its token",
     "1 token request; every host ends using the same token; 1 active token",
 )
