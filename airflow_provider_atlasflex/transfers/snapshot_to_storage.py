@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from airflow_provider_atlasflex.archive.commit import ExportCommit
     from airflow_provider_atlasflex.archive.signature import SigningKey
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-    from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult, SnapshotLink
+    from airflow_provider_atlasflex.transfers.download_terms import DownloadResult, SnapshotLink
 
 __all__ = ["AtlasFlexSnapshotToStorageOperator", "UnprovenDestinationError"]
 
@@ -150,7 +150,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
     def _check_arguments(self) -> None:
         from airflow_provider_atlasflex.archive.commit import check_lock_timeout, check_modes
         from airflow_provider_atlasflex.transfers.destination import check_destination_template
-        from airflow_provider_atlasflex.transfers.resumable_download import check_stall_rule
+        from airflow_provider_atlasflex.transfers.download_terms import check_stall_rule
 
         require_cluster_name(self.cluster_name)
         require_object_id(self.restore_job_id, "restore_job_id")
@@ -440,12 +440,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         ``unproven`` is why an existing ``dst`` could not be trusted (None when there was none to prove).
         """
         from airflow_provider_atlasflex.archive.commit import DestinationExistsError
-        from airflow_provider_atlasflex.transfers.resumable_download import (
-            ProgressLog,
-            ResumableDownload,
-            SnapshotLink,
-            StallRule,
-        )
+        from airflow_provider_atlasflex.transfers.download_terms import SnapshotLink, StallRule
+        from airflow_provider_atlasflex.transfers.progress_log import ProgressLog
+        from airflow_provider_atlasflex.transfers.resumable_download import ResumableDownload
 
         try:
             commit.open()
@@ -528,7 +525,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         self, hook: AtlasFlexHook, cluster: str, snapshot_id: str, group_id: str, why: str
     ) -> SnapshotLink:
         """A link from a NEW restore job, for a link the storage host refused or that is about to expire."""
-        from airflow_provider_atlasflex.transfers.resumable_download import SnapshotLink
+        from airflow_provider_atlasflex.transfers.download_terms import SnapshotLink
 
         url = self._fresh_link(hook, cluster, snapshot_id, group_id, reason=f"the link {why}", reuse=False)
         return SnapshotLink(url, self._link_expiries.get(url))

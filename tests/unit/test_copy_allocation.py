@@ -1,8 +1,9 @@
-"""The copy loop reuses its buffers: a 256 MiB copy allocates nothing per chunk.
+"""The copy loop reuses its buffers: a 256 MiB copy allocates nothing per chunk but one receive's bytes.
 
 A regression test, not a timing. Two observable signs: tracemalloc's peak during the copy stays
 within the pipeline's fixed buffers plus 1 MiB (the old loop peaked at 23.8 MiB with its default
-8 MiB chunks: a pending bytearray, unconsumed_tail copies, 1 MiB inflate outputs), and the
+8 MiB chunks: a pending bytearray, unconsumed_tail copies, 1 MiB inflate outputs; urllib3's public
+``read1`` returns each receive as new bytes, at most ``RECEIVE_BYTES``, freed before the next), and the
 process takes almost no minor page faults per MiB copied (old loop: 648 per MiB, from large
 buffers mapped and unmapped on every chunk; now about 4). The file comes over real loopback HTTP
 from a sendfile server in another process, so only the copy's own work is measured.
