@@ -25,6 +25,7 @@ import pytest
 from airflow_provider_atlasflex.exceptions import SnapshotTransferError
 from airflow_provider_atlasflex.transfers.resumable_download import ResumableDownload
 from tests.reliability.hostile_storage import HostileStorage, Request, head
+from tests.reliability.registry import reliability
 from tests.reliability.test_ca_bundle_env import TlsFront, _ca, _pem, _server_cert
 from tests.reliability.test_hostile_download import TGZ
 
@@ -125,6 +126,15 @@ def test_https_through_a_connect_proxy_with_the_connections_ca(tmp_path, pki, pr
     assert front.handshakes == 1 and [r.target for r in storage.requests] == [f"/snapshot.tgz?{QUERY}"]
 
 
+@reliability(
+    "hostile",
+    "Behind the connection's CONNECT proxy, the https storage host sends its status line and headers one byte every "
+    "0.2 s inside the tunnel (each byte within the 1 s read timeout)",
+    "Bounded the time from request to complete headers (connect timeout + 2 x read timeout = 3 s) inside the "
+    "tunnel too: dropped the connection; nothing committed",
+    "'... the storage host 127.0.0.1:<port> did not complete its response headers within 3 s of the request' "
+    "within seconds; no query string",
+)
 def test_headers_trickled_through_the_proxy_tunnel_meet_the_deadline(tmp_path, pki, proxy):
     def trickle(request: Request, sock: Any) -> None:
         until = time.monotonic() + 12
@@ -151,6 +161,12 @@ def test_headers_trickled_through_the_proxy_tunnel_meet_the_deadline(tmp_path, p
     assert "Signature" not in message and len(proxy.tunnels) == 1
 
 
+@reliability(
+    "hostile",
+    "The https storage host presents a certificate that the connection's CA bundle (verify) did not sign",
+    "Refused in the TLS handshake, before the link (path and signature) was sent; retried, then failed",
+    "'download of https://<host>/<path>?<redacted> failed after 2 attempts: SSLError'",
+)
 def test_a_certificate_from_another_ca_is_refused(tmp_path, pki):
     with HostileStorage(_serve_tgz) as storage:
         front = TlsFront(storage.port, pki["server"])
