@@ -129,7 +129,10 @@ class HeaderDeadlineAdapter(HTTPAdapter):
             conn.close()
             if watch.expired:
                 raise HeaderDeadlineExceeded(_message(request, seconds), request=request) from None
-            raise _as_requests_error(exc, request, connected=connected, proxy=proxy) from exc
+            mapped = _as_requests_error(exc, request, connected=connected, proxy=proxy)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         _log.debug('%s:%s "%s %s HTTP/1.1" %s %s', conn.host, conn.port, request.method, target, raw.status,
                    raw.headers.get("Content-Length"))
         response = self.build_response(request, raw)

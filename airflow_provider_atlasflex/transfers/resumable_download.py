@@ -115,6 +115,7 @@ class ResumableDownload:
         self._verify_gzip = verify_gzip
         self._progress = progress
         self._allow_insecure = allow_insecure_http
+        self._owns_session = session is None  # closed when the copy ends: its connections with it
         self._session = session or credential_free_session()
         if proxies:
             self._session.proxies.update(proxies)
@@ -168,6 +169,8 @@ class ResumableDownload:
         finally:
             self._pipeline.close()
             self._close_output()
+            if self._owns_session:
+                self._session.close()
         seconds = time.monotonic() - started
         if self._progress:
             self._progress.finish(self._written, seconds, attempt)
