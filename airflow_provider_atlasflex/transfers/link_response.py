@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import requests
 
-# The most one receive takes from the socket (a loopback or datacenter link delivers less per receive anyway).
-RECEIVE_BYTES = 256 * 1024
+# The most one receive takes from the socket: the one allocation per receive the copy makes. Smaller costs
+# more calls (256 KiB: +0.25 s of reader CPU per GiB over loopback, measured; 1 MiB: +0.1 s).
+RECEIVE_BYTES = 1024 * 1024
 
 
 def credential_free_session() -> requests.Session:
