@@ -188,3 +188,28 @@ def test_verify_false_accepts_any_certificate(tmp_path, pki):
         finally:
             front.close()
     assert result.sha256 == hashlib.sha256(TGZ).hexdigest()
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open descriptors in /proc/self/fd (Linux)")
+def test_the_copy_leaves_no_connection_open(tmp_path):
+    """Each request has its own connection: the copy closes it, also when the host keeps it alive."""
+
+    def keep_alive(request: Request, sock: Any) -> None:
+        sock.sendall(head(Content_Length=len(TGZ), Content_Type="application/gzip") + TGZ)
+        time.sleep(0.5)  # a keep-alive host: the connection stays open until the client closes it
+
+    def descriptors() -> int:
+        time.sleep(1)  # the in-process host's own side of the last connection is closed by now
+        return len(list(Path("/proc/self/fd").iterdir()))
+
+    with HostileStorage(keep_alive) as storage:
+        url = storage.url()
+        _download(url, tmp_path / "warm-up.tgz")  # imports and first-use descriptors
+        before = descriptors()
+        out = tmp_path / "copy.tgz"
+        download = ResumableDownload(url, lambda: out.open("wb"), allow_insecure_http=True, max_attempts=1)
+        result = download.run()
+        after = descriptors()  # the download (its session) is still referenced: nothing was garbage-collected
+        del download
+    assert result.sha256 == hashlib.sha256(TGZ).hexdigest()
+    assert after == before, f"{after - before} descriptor(s) left open after the copy"
