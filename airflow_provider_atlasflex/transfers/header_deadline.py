@@ -19,7 +19,9 @@ is disarmed: the body is the copy loop's business, read with urllib3's public ``
 response is built by ``HTTPAdapter.build_response``, as requests does.
 
 Each request gets its own connection (a download makes a handful of long requests: no pool
-needed); it is closed once its response is closed. SOCKS proxies and client certificates go
+needed); it is closed once its response is closed. A redirect's body is never read: requests
+would read all of it into memory (``Session.send`` consumes it even with ``allow_redirects=False``),
+and a hostile host's could be endless. SOCKS proxies and client certificates go
 through requests' own adapter, without the header deadline (the read timeouts still apply).
 
 Why not httpx/httpcore (which Airflow ships): a custom ``NetworkBackend`` would bound the headers
@@ -136,6 +138,10 @@ class HeaderDeadlineAdapter(HTTPAdapter):
         _log.debug('%s:%s "%s %s HTTP/1.1" %s %s', conn.host, conn.port, request.method, target, raw.status,
                    raw.headers.get("Content-Length"))
         response = self.build_response(request, raw)
+        if response.is_redirect:
+            # requests reads a redirect's whole body into memory even when it does not follow it (it
+            # consumes it to release the connection); only Location matters, and this connection is not reused.
+            raw.close()
         if peer is not None:
             _peers[response] = peer
         with self._lock:

@@ -27,6 +27,7 @@ from airflow_provider_atlasflex.transfers.resumable_download import ResumableDow
 from tests.reliability.hostile_storage import HostileStorage, Request, head
 from tests.reliability.registry import reliability
 from tests.reliability.test_ca_bundle_env import TlsFront, _ca, _pem, _server_cert
+from tests.reliability.test_hostile_api import _socket_buffer_bytes
 from tests.reliability.test_hostile_download import TGZ
 
 QUERY = "Expires=4102444800&Signature=transport-sig-0123456789"
@@ -213,3 +214,32 @@ def test_the_copy_leaves_no_connection_open(tmp_path):
         del download
     assert result.sha256 == hashlib.sha256(TGZ).hexdigest()
     assert after == before, f"{after - before} descriptor(s) left open after the copy"
+
+
+@reliability(
+    "hostile",
+    "The storage host answers the link with a redirect within its own host whose body never ends (no "
+    "Content-Length, 1 MiB after 1 MiB; requests reads a redirect's body even when it does not follow it)",
+    "Read none of the redirect's body (closed its connection at the headers), followed Location, copied the file",
+    "Nothing: the copy succeeds; the host got out no more than the socket buffers hold",
+)
+def test_an_endless_redirect_body_is_not_read(tmp_path):
+    sent = [0]
+
+    def redirect_then_file(request: Request, sock: Any) -> None:
+        if request.target.startswith("/moved.tgz"):
+            _serve_tgz(request, sock)
+            return
+        sock.sendall(head("302 Found", Location=f"/moved.tgz?{QUERY}", Connection="close"))
+        block = b" " * (1024 * 1024)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sent[0] < 1024 * 1024 * 1024:
+            sock.sendall(block)  # raises once the client hangs up
+            sent[0] += len(block)
+
+    with HostileStorage(redirect_then_file) as storage:
+        result = _download(storage.url(), tmp_path / "copy.tgz", max_attempts=1)
+        time.sleep(0.5)  # the host's writes fail once the client has closed
+    assert result.sha256 == hashlib.sha256(TGZ).hexdigest()
+    assert [r.target.split("?")[0] for r in storage.requests] == ["/snapshot.tgz", "/moved.tgz"]
+    assert sent[0] <= _socket_buffer_bytes(), f"the host got {sent[0] / 2**20:.0f} MiB of the redirect's body out"
