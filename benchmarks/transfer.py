@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,11 @@ from benchmarks.snapshot_files import snapshot_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# The copy signs its manifest; outside a task its key comes from AIRFLOW_VAR_ variables (unless the caller set them).
+BENCH_SIGNING_ENV = {
+    "AIRFLOW_VAR_ATLASFLEX_SIGNING_KEY_ID": "bench",
+    "AIRFLOW_VAR_ATLASFLEX_SIGNING_SECRET_BENCH": secrets.token_hex(32),
+}
 
 
 # ---- the copy, in a child process ------------------------------------------------------------
@@ -39,7 +45,7 @@ REPO = HERE.parent
 
 def copy_in_child(jobs: list[tuple[str, str]], out_dir: Path, warm_up: str) -> list[dict[str, Any]]:
     """Copy each (url, inflater) in one fresh process, after an unmeasured warm-up copy of ``warm_up``."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**BENCH_SIGNING_ENV, **os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.transfer", "--child", json.dumps(jobs), str(out_dir), warm_up],
         cwd=REPO, env=env, capture_output=True, text=True, check=False,

@@ -140,20 +140,26 @@ class _BoundedDigestAuth(HTTPDigestAuth):
     """requests' Digest auth, except that a challenge's body is read no further than MAX_API_BODY_BYTES.
 
     requests reads the whole body of a 401 before answering its challenge (``r.content``); a
-    hostile host could make that any size. The body is not needed to answer, so it is capped here.
+    hostile host could make that any size. The body is not needed to answer, so it is dropped
+    here first, up to the cap, with urllib3's public ``read``; past the cap the connection is
+    closed, and requests then finds nothing left to read.
     """
 
     def handle_401(self, r: requests.Response, **kwargs: Any) -> requests.Response:
         if 400 <= r.status_code < 500 and "digest" in r.headers.get("www-authenticate", "").lower():
-            kept = bytearray()
-            for chunk in r.iter_content(READ_CHUNK_BYTES):
-                kept += chunk
-                if len(kept) > MAX_API_BODY_BYTES:
-                    r.raw.close()  # never return a half-read connection to the pool
-                    break
-            r._content = bytes(kept)
-            r._content_consumed = True
+            _drop_body(r.raw)
         return super().handle_401(r, **kwargs)
+
+
+def _drop_body(raw: Any) -> None:
+    """Read and drop a response's body up to the cap; a longer one has its connection closed instead."""
+    dropped = 0
+    while dropped <= MAX_API_BODY_BYTES:
+        chunk = raw.read(READ_CHUNK_BYTES, decode_content=False)
+        if not chunk:
+            return  # read to its end: the connection can carry the answer to the challenge
+        dropped += len(chunk)
+    raw.close()  # never read further, and never return a half-read connection to the pool
 
 
 class _BearerAuth(AuthBase):

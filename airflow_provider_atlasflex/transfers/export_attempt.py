@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_atlasflex.archive.commit import ExportCommit
-    from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult
+    from airflow_provider_atlasflex.transfers.download_terms import DownloadResult
 
     # Runs the download into the writer it is given (the commit's output()) and returns its result.
     Download = Callable[[Callable[[], BinaryIO]], DownloadResult]

@@ -1,8 +1,8 @@
 """Keep a snapshot link's query string (its signature) out of every log line, DEBUG included.
 
-Why: urllib3 logs each request line (path and query) at DEBUG, and Airflow's masker only hides
-strings it was told about: the full URL never appears in that line, so masking the URL alone
-does not help. Both defences are used: the query string, as sent and as requests re-quotes it,
+Why: urllib3 and the download's adapter (``header_deadline``) log each request line (path and
+query) at DEBUG, and Airflow's masker only hides strings it was told about: the full URL never
+appears in that line, so masking the URL alone does not help. Both defences are used: the query string, as sent and as requests re-quotes it,
 is registered with Airflow's masker; and the transport loggers get a filter that replaces it in
 their records before any handler sees them (this also covers processes where Airflow's masker
 is not installed).
@@ -24,6 +24,7 @@ TRANSPORT_LOGGERS = (
     "urllib3.response",
     "urllib3.util.retry",
     "requests",
+    "airflow_provider_atlasflex.transfers.header_deadline",  # the download's own adapter (its request lines)
 )
 
 

@@ -4,104 +4,59 @@ The link is a credential, so it is never logged and never sent with Atlas creden
 name only its host and path. Only https links to public hosts are fetched (see ``link_policy``),
 through the connection's proxies and CA bundle, redirects only within the link's host.
 
-The copy loop reads from the socket straight into a few reused buffers (``readinto``), and
-writes+hashes and inflates+checks each buffer on two threads (``copy_pipeline``). A cut
+The copy loop reads from the socket into a few reused buffers (``link_response.body_reader``),
+and writes+hashes and inflates+checks each buffer on two threads (``copy_pipeline``). A cut
 connection resumes with ``Range`` from the last byte received (everything received is written
 first); a host that stalls (less than ``StallRule.min_bytes`` in ``StallRule.window`` seconds) is
-treated as a cut; a link about to expire is replaced before it does.
+treated as a cut; a link about to expire is replaced before it does. The terms of a copy are in
+``download_terms``, its log lines in ``progress_log``, its file writes in ``download_output``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import io
 import logging
 import math
-import os
 import random
 import re
-import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO
 
 from airflow_provider_atlasflex.archive.gzip_walker import GzipWalker
-from airflow_provider_atlasflex.defaults import DEFAULT_CHUNK_SIZE, DEFAULT_STALL_MIN_BYTES, DEFAULT_STALL_WINDOW, MIB
-from airflow_provider_atlasflex.exceptions import AtlasFlexConfigError, SnapshotLinkExpiredError, SnapshotTransferError
+from airflow_provider_atlasflex.defaults import DEFAULT_CHUNK_SIZE
+from airflow_provider_atlasflex.exceptions import SnapshotLinkExpiredError, SnapshotTransferError
 from airflow_provider_atlasflex.transfers.copy_pipeline import CopyPipeline
+from airflow_provider_atlasflex.transfers.download_output import no_output, writer_for
+from airflow_provider_atlasflex.transfers.download_terms import DownloadResult, SnapshotLink, StallRule
 from airflow_provider_atlasflex.transfers.link_policy import check_peer, check_snapshot_link, redirect_target
+from airflow_provider_atlasflex.transfers.link_response import (
+    body_reader,
+    content_length,
+    credential_free_session,
+    header_deadline_text,
+    peer_address,
+    transient_read_errors,
+)
 from airflow_provider_atlasflex.transfers.link_secrecy import hide_link_query
+from airflow_provider_atlasflex.transfers.progress_log import ProgressLog
 from airflow_provider_atlasflex.validation import redact_url
 
 if TYPE_CHECKING:
     import requests
 
+__all__ = ["DEFAULT_CHUNK_SIZE", "SLOTS", "DownloadResult", "ProgressLog", "ResumableDownload", "SnapshotLink",
+           "StallRule"]
+
 # Buffers in flight: one being filled, one per stage, one spare. Memory is SLOTS * chunk_size.
 SLOTS = 4
-MAX_STALL_WINDOW = 3600.0
 # A link this close to its expiry is replaced before it is used (or before it runs out mid-copy).
 DEFAULT_EXPIRY_MARGIN = 60.0
 MAX_REDIRECTS = 5
-# A local file's written bytes are handed to the kernel's writeback every this many bytes, so the
-# commit's fsync finds little left to flush instead of the whole file (and dirty memory stays bounded).
-WRITEBACK_STEP = 8 * MIB
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DownloadResult:
-    bytes: int
-    sha256: str
-    attempts: int
-    resumes: int
-    restarts: int
-    link_refreshes: int
-    seconds: float
-    inflater: str | None = None  # which gzip inflater checked the bytes ("isal", "zlib"; None: not checked)
-
-
-class SnapshotLink(NamedTuple):
-    """A pre-signed link and when it stops working (epoch seconds; None when unknown)."""
-
-    url: str
-    expires_at: float | None = None
-
-
-@dataclass(frozen=True)
-class StallRule:
-    """Fewer than ``min_bytes`` received in ``window`` seconds is a stall: the connection is dropped and resumed."""
-
-    window: float = DEFAULT_STALL_WINDOW
-    min_bytes: int = DEFAULT_STALL_MIN_BYTES
-
-    def __post_init__(self) -> None:
-        check_stall_rule(self.window, self.min_bytes)
-
-    def describe(self) -> str:
-        return f"fewer than {_size(self.min_bytes)} arrived in {self.window:g} s"
-
-
-def check_stall_rule(window: Any, min_bytes: Any) -> None:
-    """Refuse stall thresholds that cannot work, naming the operator arguments."""
-    if (
-        isinstance(window, bool)
-        or not isinstance(window, (int, float))
-        or not math.isfinite(window)
-        or not 1 <= window <= MAX_STALL_WINDOW
-    ):
-        raise AtlasFlexConfigError(
-            f"stall_window must be a number of seconds from 1 to {MAX_STALL_WINDOW:g}, got {window!r}."
-        )
-    if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or not 1 <= min_bytes <= 1024 * MIB:
-        raise AtlasFlexConfigError(
-            f"stall_min_bytes must be a whole number of bytes from 1 to 1 GiB, got {min_bytes!r} (the copy is "
-            "treated as stalled when fewer bytes than this arrive in stall_window seconds)."
-        )
 
 
 class _Retry(Exception):
@@ -110,54 +65,6 @@ class _Retry(Exception):
     def __init__(self, reason: str, *, refresh: str | None = None) -> None:
         super().__init__(reason)
         self.refresh = refresh  # why the link must be replaced first, if it must
-
-
-@dataclass
-class ProgressLog:
-    """Logs the start (size, destination), progress every ``interval`` seconds or ``step`` of the size, and the end."""
-
-    log: Any  # a logging.Logger, LoggerAdapter or Airflow's structlog logger
-    label: str
-    interval: float = 30.0
-    destination: str | None = None
-    step: float = 0.1  # fraction of a known size between two progress lines
-    _started: float = 0.0
-    _last: float = 0.0
-    _next_bytes: float = math.inf
-    _announced: bool = False
-
-    def start(self) -> None:
-        self._started = self._last = time.monotonic()
-
-    def announce(self, total: int | None) -> None:
-        if self._announced:
-            return
-        self._announced = True
-        size = _size(total) if total is not None else "size unknown (no Content-Length)"
-        where = f" to {self.destination}" if self.destination else ""
-        self.log.info("Copying %s%s: %s", self.label, where, size)
-        if total:
-            self._next_bytes = total * self.step
-
-    def update(self, done: int, total: int | None) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval and done < self._next_bytes:
-            return
-        self._last = now
-        if total:
-            while self._next_bytes <= done:
-                self._next_bytes += total * self.step
-        rate = done / MIB / max(now - self._started, 1e-6)
-        percent = f" ({100 * done / total:.1f}%)" if total else ""
-        size = f" of {total / MIB:.1f} MiB" if total else ""
-        self.log.info("%s: %.1f MiB%s%s at %.1f MiB/s", self.label, done / MIB, size, percent, rate)
-
-    def finish(self, done: int, seconds: float, attempts: int) -> None:
-        rate = done / MIB / max(seconds, 1e-6)
-        self.log.info(
-            "Copied %s: %s in %.1f s (%.1f MiB/s, %d attempt%s)",
-            self.label, _size(done), seconds, rate, attempts, "" if attempts == 1 else "s",
-        )
 
 
 class ResumableDownload:
@@ -208,7 +115,8 @@ class ResumableDownload:
         self._verify_gzip = verify_gzip
         self._progress = progress
         self._allow_insecure = allow_insecure_http
-        self._session = session or _credential_free_session()
+        self._owns_session = session is None  # closed when the copy ends: its connections with it
+        self._session = session or credential_free_session()
         if proxies:
             self._session.proxies.update(proxies)
         self._proxies = dict(proxies) if proxies else None  # also per request: HTTPS_PROXY beats session.proxies
@@ -219,7 +127,7 @@ class ResumableDownload:
         self._inflater = inflater
         self._clock = clock
         self._out: BinaryIO | None = None
-        self._write: Callable[[memoryview], object] = _no_output
+        self._write: Callable[[memoryview], object] = no_output
         self._written = 0  # bytes handed to the pipeline; equal to bytes written once it is drained
         self._hasher = hashlib.sha256()
         self._gzip: GzipWalker | None = None
@@ -248,7 +156,10 @@ class ResumableDownload:
                         self._use_fresh_link(exc.refresh)
                     if attempt >= self._max_attempts:
                         raise SnapshotTransferError(
-                            f"download of {redact_url(self._url)} failed after {attempt} attempts: {exc}"
+                            f"download of {redact_url(self._url)} failed after {attempt} attempts: {exc}. The "
+                            "storage host or the network kept failing and nothing was committed; Airflow's task "
+                            "retries apply. If it persists, check this worker's network and proxy to the storage "
+                            "host, or raise max_download_attempts"
                         ) from None
                     delay = 0.0 if exc.refresh else random.uniform(0.5, 1.0) * min(self._backoff_max, 2 ** (attempt - 1))
                     _log.warning(
@@ -261,6 +172,8 @@ class ResumableDownload:
         finally:
             self._pipeline.close()
             self._close_output()
+            if self._owns_session:
+                self._session.close()
         seconds = time.monotonic() - started
         if self._progress:
             self._progress.finish(self._written, seconds, attempt)
@@ -297,7 +210,7 @@ class ResumableDownload:
                 if self._written:
                     self._restarts += 1  # the server ignored Range: start over
                     self._reset_output()
-                self._total = _content_length(response)
+                self._total = content_length(response)
                 if self._progress:
                     self._progress.announce(self._total)
             else:
@@ -326,10 +239,10 @@ class ResumableDownload:
                     proxies=self._proxies,
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                raise _Retry(_header_deadline_text(exc) or type(exc).__name__) from None
+                raise _Retry(header_deadline_text(exc) or type(exc).__name__) from None
             if not self._through_proxy(url):
                 try:
-                    check_peer(_peer_address(response), url, allow_insecure_http=self._allow_insecure)
+                    check_peer(peer_address(response), url, allow_insecure_http=self._allow_insecure)
                 except SnapshotTransferError:
                     response.close()
                     raise
@@ -350,15 +263,15 @@ class ResumableDownload:
         """
         assert self._pipeline is not None
         pipeline = self._pipeline
-        read = _body_reader(response)
-        length = _content_length(response)
+        read = body_reader(response)
+        length = content_length(response)
         end = self._written + length if length is not None else self._total
         position = self._written
         monotonic, wall = time.monotonic, self._clock
         stall = self._stall
         window_end, window_start = monotonic() + stall.window, position
         deadline = self._expires_at - self._expiry_margin if self._expires_at is not None else math.inf
-        transient = _transient_read_errors()
+        transient = transient_read_errors()
         eof = False
         try:
             while not eof:
@@ -475,7 +388,7 @@ class ResumableDownload:
             self._pipeline.drain()
         self._close_output()
         self._out = self._open_output()
-        self._write = _writer_for(self._out)
+        self._write = writer_for(self._out)
         self._written = 0
         self._hasher = hashlib.sha256()
         self._gzip = GzipWalker(inflater_name=self._inflater) if self._verify_gzip else None
@@ -483,161 +396,5 @@ class ResumableDownload:
     def _close_output(self) -> None:
         if self._out is not None:
             out, self._out = self._out, None
-            self._write = _no_output
+            self._write = no_output
             out.close()
-
-
-def _no_output(data: memoryview) -> None:
-    raise SnapshotTransferError("the download has no open output")
-
-
-def _writer_for(out: BinaryIO) -> Callable[[memoryview], object]:
-    """A write that is done with the buffer when it returns: others get a copy, as they may keep it."""
-    if _copies_on_write(out):
-        fd = _local_fd(out)
-        if fd is not None and hasattr(os, "posix_fadvise"):
-            return _EarlyWriteback(out, fd)
-        return lambda data: _write_all(out, data)
-    return lambda data: out.write(bytes(data))
-
-
-class _EarlyWriteback:
-    """Write, and start the kernel's writeback of every :data:`WRITEBACK_STEP` bytes written.
-
-    Why: the commit fsyncs the file; left to itself the kernel keeps a whole snapshot dirty in the
-    page cache until then, and the fsync writes it all after the download, on the copy's clock
-    (0.5 s per GiB on the development machine). On Linux ``posix_fadvise(DONTNEED)`` on a dirty
-    range starts its writeback without waiting for it (what ``sync_file_range`` does; CPython does
-    not expose that) and drops no page still dirty, so the disk works while the network does. The
-    commit's fsync still guarantees durability; elsewhere the advice is a no-op.
-    """
-
-    def __init__(self, out: BinaryIO, fd: int) -> None:
-        self._out, self._fd = out, fd
-        self._start = self._end = out.tell()
-
-    def __call__(self, data: memoryview) -> None:
-        _write_all(self._out, data)
-        self._end += len(data)
-        if self._end - self._start >= WRITEBACK_STEP:
-            self._out.flush()
-            try:
-                os.posix_fadvise(self._fd, self._start, self._end - self._start, os.POSIX_FADV_DONTNEED)
-            except OSError:  # a hint only: file systems that refuse it get the commit's fsync alone
-                pass
-            self._start = self._end
-
-
-def _local_fd(out: Any) -> int | None:
-    """The descriptor of a built-in local file object (or one fsspec wraps), else None."""
-    inner: Any = getattr(out, "f", None) if type(out).__name__ == "LocalFileOpener" else out
-    if type(inner) not in (io.BufferedWriter, io.FileIO, io.BufferedRandom):
-        return None
-    try:
-        fd = int(inner.fileno())
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a pipe or socket has no range to write back
-            return None
-        inner.tell()
-    except (OSError, ValueError):
-        return None
-    return fd
-
-
-def _copies_on_write(out: Any) -> bool:
-    if type(out) in (io.BufferedWriter, io.FileIO, io.BytesIO, io.BufferedRandom):
-        return True
-    # fsspec's local files wrap a built-in file object.
-    inner = getattr(out, "f", None)
-    return type(out).__name__ == "LocalFileOpener" and inner is not None and _copies_on_write(inner)
-
-
-def _write_all(out: Any, data: memoryview) -> None:
-    written = out.write(data)
-    while written is not None and written < len(data):  # raw files may write part of it
-        data = data[written:]
-        written = out.write(data)
-
-
-def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
-    return request
-
-
-def _credential_free_session() -> requests.Session:
-    """A session that sends nothing but the link: no Atlas auth and no ~/.netrc credentials."""
-    import requests
-
-    from airflow_provider_atlasflex.transfers.header_deadline import HeaderDeadlineAdapter
-
-    session = requests.Session()
-    session.auth = _no_auth  # an explicit auth stops requests from looking up ~/.netrc
-    for scheme in ("https://", "http://"):  # a host trickling its headers meets a deadline, not only read timeouts
-        session.mount(scheme, HeaderDeadlineAdapter())
-    return session
-
-
-def _header_deadline_text(exc: BaseException) -> str | None:
-    """The message of a header deadline (it names the host only), else None."""
-    from airflow_provider_atlasflex.transfers.header_deadline import HeaderDeadlineExceeded
-
-    return str(exc) if isinstance(exc, HeaderDeadlineExceeded) else None
-
-
-def _content_length(response: requests.Response) -> int | None:
-    raw = response.headers.get("Content-Length")
-    try:
-        value = int(raw) if raw is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and value >= 0 else None
-
-
-def _transient_read_errors() -> tuple[type[BaseException], ...]:
-    import requests
-    import urllib3
-
-    return (
-        OSError,  # resets, timeouts, TLS errors (file errors happen on the stage threads, not here)
-        http.client.HTTPException,
-        urllib3.exceptions.HTTPError,
-        requests.RequestException,
-    )
-
-
-def _body_reader(response: requests.Response) -> Callable[[memoryview], int]:
-    """``readinto`` for the body's raw bytes: straight from the socket when the framing allows it.
-
-    A length-delimited or close-delimited body is read with the socket file's ``readinto1`` (one
-    receive per call, no copy); the caller stops at Content-Length. Chunked bodies go through
-    http.client, which removes the framing.
-    """
-    raw = response.raw
-    fp = getattr(raw, "_fp", None)
-    if isinstance(fp, http.client.HTTPResponse):
-        sock_file = fp.fp
-        if sock_file is not None and not fp.chunked and hasattr(sock_file, "readinto1"):
-            return sock_file.readinto1  # type: ignore[no-any-return]
-        return lambda view: _copy_into(view, fp.read1(len(view)))
-    if fp is not None and hasattr(fp, "readinto1"):  # an in-memory body (mocks)
-        return fp.readinto1  # type: ignore[no-any-return]
-    return lambda view: _copy_into(view, raw.read(len(view), decode_content=False))
-
-
-def _copy_into(view: memoryview, data: bytes) -> int:
-    view[: len(data)] = data
-    return len(data)
-
-
-def _peer_address(response: requests.Response) -> str | None:
-    """The IP address the response came from, when the socket is reachable (None otherwise)."""
-    fp = getattr(response.raw, "_fp", None)
-    sock = getattr(getattr(getattr(fp, "fp", None), "raw", None), "_sock", None)
-    if sock is None:
-        sock = getattr(getattr(response.raw, "_connection", None), "sock", None)
-    try:
-        return str(sock.getpeername()[0]) if sock is not None else None
-    except (OSError, AttributeError, IndexError, TypeError):
-        return None
-
-
-def _size(n: int) -> str:
-    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"

@@ -17,7 +17,7 @@ from airflow_provider_atlasflex.exceptions import AtlasNotFoundError, RestoreJob
 
 if TYPE_CHECKING:
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-    from airflow_provider_atlasflex.transfers.resumable_download import SnapshotLink
+    from airflow_provider_atlasflex.transfers.download_terms import SnapshotLink
 
 
 class SnapshotLinks:
@@ -66,7 +66,7 @@ class SnapshotLinks:
 
     def link(self, url: str) -> SnapshotLink:
         """``url`` with its expiry, when known, for the download."""
-        from airflow_provider_atlasflex.transfers.resumable_download import SnapshotLink
+        from airflow_provider_atlasflex.transfers.download_terms import SnapshotLink
 
         return SnapshotLink(url, self.expiries.get(url))
 

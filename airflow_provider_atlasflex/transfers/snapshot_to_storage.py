@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_atlasflex.archive.signature import SigningKey
     from airflow_provider_atlasflex.hooks.atlas_flex import AtlasFlexHook
-    from airflow_provider_atlasflex.transfers.resumable_download import DownloadResult
+    from airflow_provider_atlasflex.transfers.download_terms import DownloadResult
     from airflow_provider_atlasflex.transfers.snapshot_links import SnapshotLinks
 
 __all__ = ["AtlasFlexSnapshotToStorageOperator", "UnprovenDestinationError"]
@@ -145,7 +145,7 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         from airflow_provider_atlasflex.archive.commit import check_modes
         from airflow_provider_atlasflex.archive.lock import check_lock_timeout
         from airflow_provider_atlasflex.transfers.destination import check_destination_template
-        from airflow_provider_atlasflex.transfers.resumable_download import check_stall_rule
+        from airflow_provider_atlasflex.transfers.download_terms import check_stall_rule
 
         require_cluster_name(self.cluster_name)
         require_object_id(self.restore_job_id, "restore_job_id")
@@ -339,7 +339,9 @@ class AtlasFlexSnapshotToStorageOperator(BaseOperator):
         may_refresh: bool,
     ) -> DownloadResult:
         """Stream the snapshot from ``url`` into ``output``, resuming after cuts and stalls (and refreshing the link)."""
-        from airflow_provider_atlasflex.transfers.resumable_download import ProgressLog, ResumableDownload, StallRule
+        from airflow_provider_atlasflex.transfers.download_terms import StallRule
+        from airflow_provider_atlasflex.transfers.progress_log import ProgressLog
+        from airflow_provider_atlasflex.transfers.resumable_download import ResumableDownload
 
         links = self._links
         return ResumableDownload(

@@ -20,6 +20,7 @@ class Seen:
     method: str
     path: str
     headers: dict[str, str]
+    client_port: int = 0  # the client's side of the connection: equal ports, one connection
 
 
 @dataclass
@@ -49,7 +50,7 @@ class HostileServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
                     self.rfile.read(length)
-                seen = Seen(self.command, self.path, dict(self.headers.items()))
+                seen = Seen(self.command, self.path, dict(self.headers.items()), self.client_address[1])
                 outer.seen.append(seen)
                 reply = answer(seen)
                 self.send_response(reply.status)

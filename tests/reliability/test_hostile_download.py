@@ -263,11 +263,12 @@ def test_download_uses_the_connections_proxies_and_ca_bundle(requests_mock, monk
 
 @reliability(
     "hostile",
-    "Logging at DEBUG (urllib3 logs every request line with its path and query) during a full export "
+    "Logging at DEBUG (urllib3 and the download's adapter log every request line with its path and query) during "
+    "a full export "
     "that resumes once and gets one fresh link",
     "Registered each link's query string with Airflow's masker and redacted it in the transport "
     "loggers' records before any handler sees them",
-    "urllib3's 'GET /backup-download/...?<redacted>' lines; no Signature= or query string in any log "
+    "The transport's 'GET /backup-download/...?<redacted>' lines; no Signature= or query string in any log "
     "record or output",
 )
 def test_debug_transport_logs_do_not_carry_the_link_query(emu, atlas_conn, caplog, capsys, tmp_path):
@@ -287,7 +288,7 @@ def test_debug_transport_logs_do_not_carry_the_link_query(emu, atlas_conn, caplo
     output = capsys.readouterr()
     text = "\n".join([*messages, output.out, output.err])
     downloads = [m for m in messages if "GET /backup-download/" in m]
-    assert len(downloads) >= 3, "urllib3's DEBUG request lines were not captured: nothing was proven"
+    assert len(downloads) >= 3, "the transport's DEBUG request lines were not captured: nothing was proven"
     assert all("?<redacted>" in m or "?***" in m for m in downloads), downloads
     for secret in secrets_of(emu):
         assert secret not in text, f"a secret ({secret[:8]}...) reached a DEBUG log line"

@@ -15,8 +15,8 @@ import os
 
 import pytest
 
-from airflow_provider_atlasflex.transfers import resumable_download
-from airflow_provider_atlasflex.transfers.resumable_download import WRITEBACK_STEP, _writer_for
+from airflow_provider_atlasflex.transfers import download_output
+from airflow_provider_atlasflex.transfers.download_output import WRITEBACK_STEP, writer_for
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is Linux/BSD only")
 
@@ -30,12 +30,12 @@ def _chunks(total: int, size: int) -> list[bytes]:
 @pytest.mark.parametrize("opener", ["buffered", "raw"])
 def test_local_file_writeback_starts_every_step_over_contiguous_ranges(tmp_path, monkeypatch, opener):
     calls: list[tuple[int, int, int, int]] = []
-    monkeypatch.setattr(resumable_download.os, "posix_fadvise", lambda *args: calls.append(args))
+    monkeypatch.setattr(download_output.os, "posix_fadvise", lambda *args: calls.append(args))
     path = tmp_path / "copy.tgz"
     total = 3 * WRITEBACK_STEP + 3 * MIB + 5
     chunks = _chunks(total, MIB)
     with open(path, "wb", buffering=-1 if opener == "buffered" else 0) as out:
-        write = _writer_for(out)
+        write = writer_for(out)
         for chunk in chunks:
             write(memoryview(chunk))
         fd = out.fileno()
@@ -55,11 +55,11 @@ def test_writeback_advice_refused_still_writes_every_byte(tmp_path, monkeypatch)
     def refuse(*args: object) -> None:
         raise OSError(95, "Operation not supported")
 
-    monkeypatch.setattr(resumable_download.os, "posix_fadvise", refuse)
+    monkeypatch.setattr(download_output.os, "posix_fadvise", refuse)
     path = tmp_path / "copy.tgz"
     chunks = _chunks(2 * WRITEBACK_STEP + 7, MIB)
     with open(path, "wb") as out:
-        write = _writer_for(out)
+        write = writer_for(out)
         for chunk in chunks:
             write(memoryview(chunk))
     assert path.read_bytes() == b"".join(chunks)
@@ -67,9 +67,9 @@ def test_writeback_advice_refused_still_writes_every_byte(tmp_path, monkeypatch)
 
 def test_writeback_is_not_asked_of_outputs_that_are_not_local_files(monkeypatch):
     calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(resumable_download.os, "posix_fadvise", lambda *args: calls.append(args))
+    monkeypatch.setattr(download_output.os, "posix_fadvise", lambda *args: calls.append(args))
     out = io.BytesIO()
-    write = _writer_for(out)
+    write = writer_for(out)
     for chunk in _chunks(2 * WRITEBACK_STEP, MIB):
         write(memoryview(chunk))
     assert calls == [] and len(out.getvalue()) == 2 * WRITEBACK_STEP
@@ -79,8 +79,8 @@ def test_a_pipe_is_written_without_writeback_advice() -> None:
     """A pipe has a descriptor but no position or range to write back: it is written plainly, not refused."""
     read_fd, write_fd = os.pipe()
     with open(write_fd, "wb") as out, open(read_fd, "rb") as back:
-        assert resumable_download._local_fd(out) is None
-        write = _writer_for(out)
+        assert download_output.local_fd(out) is None
+        write = writer_for(out)
         write(memoryview(b"x" * 1000))
         out.flush()
         assert back.read(1000) == b"x" * 1000
