@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -11,7 +12,7 @@ import httpx
 from airflow_provider_atlasflex.exceptions import AirflowNotFoundException
 from airflow_provider_atlasflex.hooks import connection_form, shared_clients
 from airflow_provider_atlasflex.hooks import operations as ops
-from airflow_provider_atlasflex.hooks.answers import CappedBody
+from airflow_provider_atlasflex.hooks.answers import MAX_API_BODY_BYTES, CappedBody
 from airflow_provider_atlasflex.hooks.api_protocol import (
     ApiCall,
     Outcome,
@@ -57,7 +58,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
         self._client_settings: ClientSettings | None = None
         # One Digest state per hook (a trigger's whole wait): the first poll answers a challenge, later polls
         # reuse its nonce with an increasing nonce count; httpx answers a new challenge when Atlas sends one.
-        self._digest: httpx.DigestAuth | None = None
+        self._digest: _BoundedDigestAuth | None = None
         self._urls: dict[tuple[str, str, tuple[tuple[str, Any], ...]], httpx.URL] = {}
 
     # Airflow < 3.2 reads the form only from the hook class's own __dict__ (see hooks/connection_form.py).
@@ -169,7 +170,7 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             headers["Authorization"] = f"Bearer {self._sent_token}"
         else:
             if self._digest is None:
-                self._digest = httpx.DigestAuth(config.principal, config.secret)
+                self._digest = _BoundedDigestAuth(httpx.DigestAuth(config.principal, config.secret))
             auth = self._digest
         assert self._client_settings is not None
         request = client.build_request(call.method, self._url(config, call), content=call.body(), headers=headers)
@@ -220,3 +221,50 @@ class AtlasFlexAsyncHook(AtlasFlexHookBase):
             deployment=deployment_store(config),
         )
         return token.access_token
+
+
+class _BoundedDigestAuth(httpx.Auth):
+    """httpx's Digest auth, except that a challenge's body is read no further than MAX_API_BODY_BYTES.
+
+    httpx reads the whole body of a 401 before it sends the answer to the challenge
+    (``response.aread()``), and a hostile host could make that body any size, in the triggerer's
+    memory. The answer needs only the headers, so the challenge's stream is cut at the cap: its
+    connection is closed (never returned half-read to the pool) and the answer goes out on a new one.
+    """
+
+    requires_response_body = False
+
+    def __init__(self, digest: httpx.DigestAuth) -> None:
+        self._digest = digest  # one instance per hook: its nonce count carries across requests
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        flow = self._digest.auth_flow(request)
+        outgoing = next(flow)
+        while True:
+            response = yield outgoing
+            if response.status_code == 401:
+                response.stream = _CappedStream(response.stream, MAX_API_BODY_BYTES)
+            try:
+                outgoing = flow.send(response)
+            except StopIteration:
+                return
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """A response body that ends after ``limit`` bytes, closing the rest of it unread."""
+
+    def __init__(self, inner: Any, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        remaining = self._limit
+        async for chunk in self._inner:
+            yield chunk[:remaining]
+            remaining -= len(chunk)
+            if remaining <= 0:
+                await self._inner.aclose()
+                return
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

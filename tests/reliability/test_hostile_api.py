@@ -343,14 +343,15 @@ def _socket_buffer_bytes() -> int:
 
 @reliability(
     "hostile",
-    "The Digest challenge (401) arrives with a 256 MiB body and no Content-Length (sync hook; requests reads a "
-    "challenge's whole body before answering)",
+    "The Digest challenge (401) arrives with a 256 MiB body and no Content-Length (sync hook and the triggerer's "
+    "async hook; requests and httpx each read a challenge's whole body before answering)",
     "Read the challenge's body no further than the 16 MiB cap, closed that connection, answered the challenge on a "
     "new one, carried on",
     "Nothing: the call succeeds with bounded memory; the server could send no more than the cap plus what the "
     "socket buffers hold",
 )
-def test_huge_digest_challenge_body_is_capped(monkeypatch):
+@pytest.mark.parametrize("caller", ["sync", "async"])
+def test_huge_digest_challenge_body_is_capped(monkeypatch, caller):
     body = 256 * 1024 * 1024
 
     def serve(seen: Seen) -> Answer:
@@ -363,7 +364,7 @@ def test_huge_digest_challenge_body_is_capped(monkeypatch):
         connect(monkeypatch, atlas.base_url, "digest")
         tracemalloc.start()
         try:
-            job = call_sync("get")
+            job = call_async() if caller == "async" else call_sync("get")
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -374,7 +375,8 @@ def test_huge_digest_challenge_body_is_capped(monkeypatch):
     assert MAX_API_BODY_BYTES // 2 < atlas.bytes_sent <= bound < body, f"sent {atlas.bytes_sent / 2**20:.1f} MiB"
 
 
-def test_small_digest_challenge_body_keeps_its_connection(monkeypatch):
+@pytest.mark.parametrize("caller", ["sync", "async"])
+def test_small_digest_challenge_body_keeps_its_connection(monkeypatch, caller):
     """A challenge body under the cap is read to its end, so the answer goes out on the same connection."""
     ports: list[int] = []
 
@@ -386,5 +388,5 @@ def test_small_digest_challenge_body_keeps_its_connection(monkeypatch):
 
     with HostileServer(serve) as atlas:
         connect(monkeypatch, atlas.base_url, "digest")
-        assert call_sync("get")["id"] == JOB
+        assert (call_async() if caller == "async" else call_sync("get"))["id"] == JOB
     assert len(ports) == 2 and ports[0] == ports[1], ports
