@@ -46,7 +46,9 @@ demo: $(STAMP)
 # The suite is CPU-bound (real Airflow processes): TEST_WORKERS pytest-xdist workers, one per core by
 # default (set TEST_WORKERS=0 to run in one process, e.g. to debug with pdb).
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))' 2>/dev/null || echo 2)
-PYTEST_WORKERS = -n $(TEST_WORKERS) --dist worksteal
+# Under parallel load, `airflow dags test --use-executor` sometimes hangs in the LocalExecutor's shutdown
+# after its DAG run finished, until the sandbox kills it (returncode=-9): such a test, and only such, runs once more.
+PYTEST_WORKERS = -n $(TEST_WORKERS) --dist worksteal --reruns 1 --only-rerun 'returncode=-9'
 
 test: $(STAMP) debian-packages
 	$(BIN)/python -m pytest $(PYTEST_WORKERS)
